@@ -1,0 +1,38 @@
+{#- The lake partitions (days) a staging build reads: those present in the lake up to the
+    run date (var `run_date`, default: no limit) that the model has not loaded yet, plus any
+    listed in var `reload_dates`. Returned as a list so the filter on `dt` is a literal and
+    the planner skips every other partition without opening its files. -#}
+{% macro lake_dates_to_load(loaded_relation=none) %}
+    {%- if not execute -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set run_date = var('run_date', none) -%}
+    {%- set reload = var('reload_dates', []) -%}
+    {%- set reload = [reload] if reload is string else reload -%}
+    {%- set conditions = [] -%}
+    {%- if run_date -%}
+        {%- do conditions.append("dt <= " ~ sql_string_literal(validated_partition_date(run_date)) ~ "::date") -%}
+    {%- endif -%}
+    {%- if loaded_relation is not none -%}
+        {%- set reload_list = [] -%}
+        {%- for d in reload -%}{%- do reload_list.append(sql_string_literal(validated_partition_date(d)) ~ "::date") -%}{%- endfor -%}
+        {%- do conditions.append("(not exists (select 1 from " ~ loaded_relation ~ " as loaded where loaded.dt = listed.dt)"
+            ~ (" or listed.dt in (" ~ reload_list | join(', ') ~ ")" if reload_list else "") ~ ")") -%}
+    {%- endif -%}
+    {%- set query -%}
+        select distinct listed.dt::text
+        from {{ source('lake', 'flow_files') }} as listed
+        {% if conditions %}where {{ conditions | join(' and ') }}{% endif %}
+        order by 1
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values() | list) }}
+{% endmacro %}
+
+
+{% macro date_in_list(column, dates) %}
+    {%- if dates | length == 0 -%}
+        false
+    {%- else -%}
+        {{ column }} in ({% for d in dates %}{{ sql_string_literal(validated_partition_date(d)) }}::date{{ ", " if not loop.last }}{% endfor %})
+    {%- endif -%}
+{% endmacro %}

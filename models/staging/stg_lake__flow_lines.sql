@@ -1,0 +1,166 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['dt'],
+        on_schema_change='fail',
+        post_hook=[
+            "create index if not exists {{ this.identifier }}__dt on {{ this }} (dt)",
+            "create index if not exists {{ this.identifier }}__activity_date on {{ this }} (activity_date) where line_status = 'valid'",
+            "create index if not exists {{ this.identifier }}__first_lines on {{ this }} (dt, source_file) where line_number = 1",
+        ],
+    )
+}}
+
+{#- Every lake line of the days being loaded, once: typed when valid, with the reason when
+    not. Only the days not loaded yet are read (see lake_dates_to_load). -#}
+{%- set expected_header = 'start_time,user_name,src_ip,dst_ip,dst_port,protocol,bytes' -%}
+{%- set dates = lake_dates_to_load(this if is_incremental() else none) -%}
+
+with
+
+lake_lines as (
+
+    select
+        dt,
+        source_file,
+        line_number,
+        raw_line,
+        read_error
+    from {{ source('lake', 'flows') }}
+    where {{ date_in_list('dt', dates) }}
+
+),
+
+decoded as (
+
+    select
+        dt,
+        source_file,
+        line_number,
+        raw_line,
+        read_error,
+        case
+            when raw_line ~ '^[\x01-\x7f]*$' then raw_line
+            when {{ is_valid_utf8_bytes('raw_line') }}
+                then convert_from(convert_to(raw_line, 'LATIN1'), 'UTF8')
+        end as line_text
+    from lake_lines
+
+),
+
+split as (
+
+    select
+        dt,
+        source_file,
+        line_number,
+        raw_line,
+        read_error,
+        line_text,
+        string_to_array(line_text, ',') as fields
+    from decoded
+
+),
+
+fields as (
+
+    select
+        dt,
+        source_file,
+        line_number,
+        raw_line,
+        read_error,
+        line_text,
+        cardinality(fields) as field_count,
+        fields[1] as start_time_text,
+        fields[2] as user_name,
+        fields[3] as src_ip_text,
+        fields[4] as dst_ip_text,
+        fields[5] as dst_port_text,
+        fields[6] as protocol,
+        fields[7] as bytes_text,
+        {{ parse_flow_timestamp('fields[1]') }} as started_at
+    from split
+
+),
+
+classified as (
+
+    select
+        *,
+        case
+            when read_error is not null then 'file_read_error'
+            when line_number = 1 and line_text = '{{ expected_header }}' then null
+            when line_number = 1 then 'unexpected_header'
+            when line_text is null then 'invalid_utf8'
+            when line_text = '' then 'empty_line'
+            when line_text ~ '[\x01-\x1f\x7f]' then 'control_characters'
+            when field_count <> 7 then 'wrong_column_count'
+            when started_at is null then 'bad_timestamp'
+            when started_at < dt - interval '1 day' or started_at >= dt + interval '2 days'
+                then 'timestamp_outside_partition'
+            when btrim(user_name) = '' then 'empty_user'
+            when user_name <> btrim(user_name) or length(user_name) > 128 then 'bad_user_name'
+            when not {{ is_ip_address('src_ip_text') }} then 'bad_src_ip'
+            when not {{ is_ip_address('dst_ip_text') }} then 'bad_dst_ip'
+            when dst_port_text !~ '^[0-9]{1,5}$' or dst_port_text::int > 65535 then 'bad_dst_port'
+            when protocol !~ '^[a-z0-9-]{1,16}$' then 'bad_protocol'
+            when bytes_text ~ '^-[0-9]+$' then 'negative_bytes'
+            when bytes_text !~ '^[0-9]+$' then 'non_numeric_bytes'
+            when length(bytes_text) > 13 then 'bytes_out_of_range'
+        end as reject_reason
+    from fields
+
+),
+
+final as (
+
+    select
+        dt,
+        source_file,
+        line_number,
+        case
+            when reject_reason is not null then 'rejected'
+            when line_number = 1 then 'header'
+            else 'valid'
+        end::text as line_status,
+        reject_reason::text as reject_reason,
+        case when reject_reason is not null then coalesce(line_text, raw_line, read_error) end::text as rejected_line,
+        case when reject_reason is null and line_number > 1 then started_at end as started_at,
+        case when reject_reason is null and line_number > 1 then {{ flow_timestamp_format('start_time_text') }} end::text
+            as timestamp_format,
+        case when reject_reason is null and line_number > 1 then (started_at at time zone 'UTC')::date end
+            as activity_date,
+        case when reject_reason is null and line_number > 1
+            then extract(hour from started_at at time zone 'UTC')::int end as hour_of_day,
+        case when reject_reason is null and line_number > 1 then user_name end::text as user_name,
+        case when reject_reason is null and line_number > 1 then src_ip_text::inet end as src_ip,
+        case when reject_reason is null and line_number > 1 then dst_ip_text::inet end as dst_ip,
+        case when reject_reason is null and line_number > 1 then dst_port_text::int end as dst_port,
+        case when reject_reason is null and line_number > 1 then protocol end::text as protocol,
+        case when reject_reason is null and line_number > 1 then bytes_text::bigint end as bytes,
+        '{{ run_started_at.isoformat() }}'::timestamptz as loaded_at
+    from classified
+
+)
+
+select
+    dt,
+    source_file,
+    line_number,
+    line_status,
+    reject_reason,
+    rejected_line,
+    started_at,
+    timestamp_format,
+    activity_date,
+    hour_of_day,
+    user_name,
+    src_ip,
+    dst_ip,
+    dst_port,
+    protocol,
+    bytes,
+    loaded_at
+from final
