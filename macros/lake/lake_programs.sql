@@ -1,0 +1,61 @@
+{#- Shell programs that file_fdw runs (COPY ... FROM PROGRAM) to read the lake.
+
+    Every lake line is emitted once, as: dt, file name, line number, raw line, read error.
+    The raw line travels in COPY's text format (backslash, tab and CR escaped by awk), so any
+    bytes except NUL come through unchanged, malformed or not: parsing and rejecting lines is
+    the staging model's job, where each rejected line gets its reason. A file whose reader
+    fails (truncated or corrupt gzip, unreadable file) adds one row with the error and no
+    line, after whatever lines could be read. -#}
+{% macro lake_partition_program(partition_dir, dt) %}
+    {%- set awk_script -%}
+BEGIN {
+  q = "\047"
+  list = "find " q dir q " -mindepth 1 -maxdepth 1 -type f \\( -name " q "*.csv" q " -o -name " q "*.csv.gz" q " \\) -print | LC_ALL=C sort"
+  n = 0
+  while ((list | getline path) > 0) files[++n] = path
+  close(list)
+  for (i = 1; i <= n; i++) {
+    path = files[i]
+    name = path
+    sub(/.*\//, "", name)
+    gsub(/\\/, "\\\\\\\\", name); gsub(/\t/, "\\t", name); gsub(/\r/, "\\r", name)
+    quoted = path
+    gsub(q, q "\\" q q, quoted)
+    reader = (path ~ /\.gz$/ ? "gzip -dc -- " : "cat -- ") q quoted q " 2>/dev/null"
+    nr = 0
+    while ((got = (reader | getline line)) > 0) {
+      nr++
+      sub(/\r$/, "", line)
+      if (line ~ /[\\\t\r]/) { gsub(/\\/, "\\\\\\\\", line); gsub(/\t/, "\\t", line); gsub(/\r/, "\\r", line) }
+      print dt "\t" name "\t" nr "\t" line "\t\\N"
+    }
+    status = close(reader)
+    if (got < 0 || status != 0) print dt "\t" name "\t" (nr + 1) "\t\\N\tread failed after " nr " lines (reader exit status " status ")"
+  }
+}
+    {%- endset -%}
+    {%- set program = "LC_ALL=C awk -v dir='" ~ partition_dir ~ "' -v dt='" ~ validated_partition_date(dt)
+        ~ "' '" ~ awk_script | replace("'", "'\\''") ~ "'" -%}
+    {{ return(program) }}
+{% endmacro %}
+
+
+{#- Lists the lake's files with size and modification time: cheap (no file is opened), used
+    to find partitions and for source freshness. -#}
+{% macro lake_listing_program(dataset_dir) %}
+    {%- set program = "find '" ~ dataset_dir ~ "' -mindepth 2 -maxdepth 2 -type f "
+        ~ "\\( -name '*.csv' -o -name '*.csv.gz' \\) -path '*/dt=*' -printf '%h\\t%f\\t%s\\t%T@\\n'"
+        ~ " | sed 's|^.*/dt=\\([^\\t]*\\)\\t|\\1\\t|'" -%}
+    {{ return(program) }}
+{% endmacro %}
+
+
+{#- Counts the lines of every file independently of the reader above (grep counts a last
+    line without newline too), for the reconciliation test. Reads the whole lake: tests only. -#}
+{% macro lake_line_count_program(dataset_dir) %}
+    {%- set program = "find '" ~ dataset_dir ~ "' -mindepth 2 -maxdepth 2 -type f "
+        ~ "\\( -name '*.csv' -o -name '*.csv.gz' \\) -path '*/dt=*' -print | LC_ALL=C sort | "
+        ~ "while IFS= read -r f; do d=${f%/*}; case \"$f\" in *.gz) n=$(gzip -dc -- \"$f\" 2>/dev/null | grep -c '');; "
+        ~ "*) n=$(grep -c '' -- \"$f\");; esac; printf '%s\\t%s\\t%s\\n' \"${d##*/dt=}\" \"${f##*/}\" \"$n\"; done" -%}
+    {{ return(program) }}
+{% endmacro %}

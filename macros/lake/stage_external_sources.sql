@@ -1,0 +1,91 @@
+{#- `dbt run-operation stage_external_sources`: (re)create the external tables that expose the
+    lake to the database, from the `external` properties of the `lake` sources. Idempotent and
+    cheap (no data is read): run it before each build so new partitions are seen. -#}
+{% macro stage_external_sources(lake_root=none) %}
+    {%- set root = validated_lake_root(lake_root) -%}
+    {%- set sources = [] -%}
+    {%- for node in graph.sources.values() if node.source_name == 'lake' and node.external -%}
+        {%- do sources.append(node) -%}
+    {%- endfor -%}
+    {%- if not sources -%}
+        {{ exceptions.raise_compiler_error("no lake source with `external` properties found") }}
+    {%- endif -%}
+    {%- do engine_dispatch('stage_external_sources')(root, sources | sort(attribute='name')) -%}
+{% endmacro %}
+
+
+{% macro sql_string_literal(value) %}
+    {{- return("'" ~ (value | string | replace("'", "''")) ~ "'") -}}
+{% endmacro %}
+
+
+{% macro external_column_list(source_node) %}
+    {%- set columns = [] -%}
+    {%- for column in source_node.columns.values() -%}
+        {%- do columns.append(adapter.quote(column.name) ~ ' ' ~ column.data_type) -%}
+    {%- endfor -%}
+    {{ return(columns | join(', ')) }}
+{% endmacro %}
+
+
+{% macro lake_reader_program(source_node, dataset_dir, dt=none) %}
+    {%- set reader = source_node.external.reader -%}
+    {%- if reader == 'lines' -%}
+        {{ return(lake_partition_program(dataset_dir ~ '/dt=' ~ dt, dt)) }}
+    {%- elif reader == 'listing' -%}
+        {{ return(lake_listing_program(dataset_dir)) }}
+    {%- elif reader == 'line_counts' -%}
+        {{ return(lake_line_count_program(dataset_dir)) }}
+    {%- endif -%}
+    {{ exceptions.raise_compiler_error("unknown lake reader " ~ (reader | tojson) ~ " for source " ~ source_node.name) }}
+{% endmacro %}
+
+
+{#- PostgreSQL: file_fdw foreign tables running the reader programs. Line-reading sources are
+    partitioned tables with one foreign partition per dt=… directory, so a model that filters
+    on literal dt values reads only those directories. -#}
+{% macro postgres__stage_external_sources(root, sources) %}
+    {%- set schema = lake_schema() -%}
+    {%- set ddl = [
+        "create extension if not exists file_fdw",
+        "do $$ begin if not exists (select 1 from pg_foreign_server where srvname = 'traffic_anomalies_lake') "
+            ~ "then create server traffic_anomalies_lake foreign data wrapper file_fdw; end if; end $$",
+        "create schema if not exists " ~ adapter.quote(schema),
+    ] -%}
+    {%- set partitioned = [] -%}
+    {%- for node in sources -%}
+        {%- set relation = adapter.quote(schema) ~ '.' ~ adapter.quote(node.identifier) -%}
+        {%- set dataset_dir = root ~ '/' ~ node.external.location -%}
+        {%- do ddl.append("drop table if exists " ~ relation ~ " cascade") -%}
+        {%- do ddl.append("drop foreign table if exists " ~ relation ~ " cascade") -%}
+        {%- if node.external.partition_by -%}
+            {%- do ddl.append("create table " ~ relation ~ " (" ~ external_column_list(node)
+                ~ ") partition by list (" ~ adapter.quote(node.external.partition_by) ~ ")") -%}
+            {%- do partitioned.append(node) -%}
+        {%- else -%}
+            {%- do ddl.append("create foreign table " ~ relation ~ " (" ~ external_column_list(node)
+                ~ ") server traffic_anomalies_lake options (program "
+                ~ sql_string_literal(lake_reader_program(node, dataset_dir)) ~ ", format 'text', encoding 'LATIN1')") -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- do run_query(ddl | join(";\n")) -%}
+    {%- set listing = adapter.quote(schema) ~ '.' ~ adapter.quote('flow_files') -%}
+    {%- set dates = run_query("select distinct dt::text from " ~ listing ~ " order by 1").columns[0].values() -%}
+    {%- set parts = [] -%}
+    {%- for node in partitioned -%}
+        {%- set dataset_dir = root ~ '/' ~ node.external.location -%}
+        {%- for dt in dates -%}
+            {%- set partition = adapter.quote(schema) ~ '.' ~ adapter.quote(node.identifier ~ '__' ~ dt | replace('-', '')) -%}
+            {%- do parts.append("create foreign table " ~ partition ~ " partition of "
+                ~ adapter.quote(schema) ~ '.' ~ adapter.quote(node.identifier)
+                ~ " for values in (" ~ sql_string_literal(validated_partition_date(dt)) ~ ") server traffic_anomalies_lake options (program "
+                ~ sql_string_literal(lake_reader_program(node, dataset_dir, dt)) ~ ", format 'text', encoding 'LATIN1')") -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- if parts -%}
+        {%- do run_query(parts | join(";\n")) -%}
+    {%- endif -%}
+    {%- do run_query("commit") -%}
+    {{ log("staged " ~ sources | length ~ " lake sources in schema " ~ schema ~ " over " ~ root ~ ": "
+        ~ dates | length ~ " partitions", info=true) }}
+{% endmacro %}
