@@ -19,11 +19,13 @@
 {% endmacro %}
 
 
-{#- adapter.dispatch, plus a `greenplum__` implementation when the engine is Greenplum
-    (with a real Greenplum adapter, adapter.dispatch alone would find it). -#}
-{% macro engine_dispatch(macro_name) %}
-    {%- if target_engine() == 'greenplum' and context.get('greenplum__' ~ macro_name) is not none -%}
-        {{ return(context['greenplum__' ~ macro_name]) }}
+{#- The `greenplum__` implementation of a macro when the engine is Greenplum, else none.
+    Use as `(greenplum_override('x') or adapter.dispatch('x', 'traffic_anomalies'))(...)`:
+    dbt-postgres serves both engines, so adapter.dispatch alone would never pick it
+    (with a real Greenplum adapter it would). -#}
+{% macro greenplum_override(macro_name) %}
+    {%- if target_engine() == 'greenplum' -%}
+        {{ return(context.get('greenplum__' ~ macro_name)) }}
     {%- endif -%}
-    {{ return(adapter.dispatch(macro_name, 'traffic_anomalies')) }}
+    {{ return(none) }}
 {% endmacro %}

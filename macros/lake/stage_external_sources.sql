@@ -10,7 +10,9 @@
     {%- if not sources -%}
         {{ exceptions.raise_compiler_error("no lake source with `external` properties found") }}
     {%- endif -%}
-    {%- do engine_dispatch('stage_external_sources')(root, sources | sort(attribute='name')) -%}
+    {%- set implementation = greenplum_override('stage_external_sources')
+        or adapter.dispatch('stage_external_sources', 'traffic_anomalies') -%}
+    {%- do implementation(root, sources | sort(attribute='name')) -%}
 {% endmacro %}
 
 
