@@ -1,0 +1,406 @@
+"""`traffic-anomalies nightly | backfill | scheduler`: run the Luigi DAG of tasks.py.
+
+One run at a time per target schema (a PostgreSQL advisory lock held for the whole run), the
+central scheduler when it answers (else Luigi's local one), exit codes from luigi.cfg [retcode],
+and a summary of what ran, what was already complete, rows per layer and where results are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traffic_anomalies import PROJECT_DIR, localdb
+from traffic_anomalies import tasks  # sets LUIGI_CONFIG_PATH before luigi is imported
+from traffic_anomalies import runstate
+
+import luigi  # noqa: E402  (after tasks: see there)
+import luigi.execution_summary  # noqa: E402
+from luigi.retcodes import retcode  # noqa: E402
+
+logger = logging.getLogger("traffic_anomalies.nightly")
+
+SCHEDULER_HOST = "127.0.0.1"  # luigid would listen on every interface by default
+SCHEDULER_PORT = 8082
+DEFAULT_WORKERS = 4
+# Tasks whose models' rows the summary counts, and the layer a model name belongs to.
+COUNTED_TASKS = ("BuildStaging", "BuildPcaInput", "BuildMarts")
+LAYER_PREFIXES = (("stg_", "staging"), ("int_hourly", "hourly counts"), ("int_", "intermediate"),
+                  ("dim_", "marts"), ("fct_", "marts"))
+
+
+def luigi_dir() -> Path:
+    """Scheduler state, pid file and logs (TA_LUIGI_DIR moves them, e.g. for tests)."""
+    return Path(os.environ.get("TA_LUIGI_DIR", PROJECT_DIR / ".local" / "luigi")).resolve()
+
+
+# --- the central scheduler --------------------------------------------------------------------
+
+
+def scheduler_url(port: int = SCHEDULER_PORT) -> str:
+    return f"http://{SCHEDULER_HOST}:{port}/"
+
+
+def scheduler_answers(url: str, timeout_s: float = 1.0) -> bool:
+    """True when a Luigi scheduler answers its RPC API at `url` (not merely an open port)."""
+    query = urllib.parse.urlencode({"data": json.dumps({"status": "RUNNING"})})
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/task_list?{query}", timeout=timeout_s) as resp:
+            return "response" in json.load(resp)
+    except (OSError, ValueError):  # refused, timed out, or not Luigi's JSON: no scheduler there
+        return False
+
+
+def _pidfile(directory: Path) -> Path:
+    return directory / "luigid.pid"
+
+
+def _running_pid(directory: Path) -> int | None:
+    """The pid in our pid file if that process is still a luigid (pids get reused)."""
+    try:
+        pid = int(_pidfile(directory).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if b"luigid" in cmdline else None
+
+
+def scheduler_up(port: int = SCHEDULER_PORT, directory: Path | None = None) -> str:
+    directory = directory or luigi_dir()
+    url = scheduler_url(port)
+    pid = _running_pid(directory)
+    if pid is not None and scheduler_answers(url):
+        return f"scheduler already up at {url} (pid {pid})"
+    if scheduler_answers(url):
+        raise RuntimeError(f"another Luigi scheduler (not ours) already answers at {url}")
+    (directory / "log").mkdir(parents=True, exist_ok=True)
+    luigid = Path(sys.executable).parent / "luigid"
+    command = [
+        str(luigid) if luigid.exists() else "luigid",
+        "--background",
+        "--address", SCHEDULER_HOST,
+        "--port", str(port),
+        "--pidfile", str(_pidfile(directory)),
+        "--logdir", str(directory / "log"),
+        "--state-path", str(directory / "state.pickle"),
+    ]
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(tasks.LUIGI_CONFIG)}
+    started = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
+    if started.returncode != 0:
+        raise RuntimeError(f"luigid failed to start:\n{started.stderr[-2000:]}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if scheduler_answers(url) and _running_pid(directory) is not None:
+            return (
+                f"scheduler up at {url} (pid {_running_pid(directory)}); "
+                f"visualiser {url}static/visualiser/index.html; state and logs in {directory}"
+            )
+        time.sleep(0.2)
+    raise RuntimeError(f"luigid did not answer at {url} within 20 s; see {directory / 'log'}")
+
+
+def scheduler_down(directory: Path | None = None) -> str:
+    directory = directory or luigi_dir()
+    pid = _running_pid(directory)
+    if pid is None:
+        _pidfile(directory).unlink(missing_ok=True)
+        return "scheduler is not running"
+    os.kill(pid, signal.SIGTERM)  # luigid saves its state on SIGTERM
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+    if Path(f"/proc/{pid}").exists():
+        raise RuntimeError(f"luigid (pid {pid}) did not stop within 20 s")
+    _pidfile(directory).unlink(missing_ok=True)
+    return f"scheduler stopped (pid {pid})"
+
+
+def scheduler_status(port: int = SCHEDULER_PORT, directory: Path | None = None) -> tuple[bool, str]:
+    directory = directory or luigi_dir()
+    url = scheduler_url(port)
+    pid = _running_pid(directory)
+    answers = scheduler_answers(url)
+    if pid is not None and answers:
+        return True, f"scheduler up at {url} (pid {pid})"
+    if answers:
+        return True, f"a scheduler not started by us answers at {url}"
+    if pid is not None:
+        return False, f"luigid pid {pid} is running but does not answer at {url}"
+    return False, f"scheduler is down (nothing answers at {url})"
+
+
+# --- running the DAG --------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one Luigi build of NightlyRun(date) did."""
+
+    date: dt.date
+    code: int
+    completed: list[str] = field(default_factory=list)
+    already_done: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (task, dbt's message)
+    not_run: list[str] = field(default_factory=list)
+
+
+def exit_code(sets: dict[str, set[Any]], root: Any) -> int:
+    """Luigi's own rule (luigi.retcodes.run_with_retcodes) with our [retcode] values."""
+    codes = retcode()
+    code = max(
+        value if sets[status] else 0
+        for value, status in (
+            (codes.missing_data, "still_pending_ext"),
+            (codes.task_failed, "failed"),
+            (codes.already_running, "run_by_other_worker"),
+            (codes.scheduling_error, "scheduling_error"),
+            (codes.not_run, "not_run"),
+        )
+    )
+    if code == 0 and root not in sets["completed"] and root not in sets["already_done"]:
+        code = codes.not_run or 1  # never 0 when the run did not finish
+    return code
+
+
+def build_date(task: tasks.NightlyRun, workers: int, scheduler: dict[str, Any]) -> Outcome:
+    result = luigi.build([task], detailed_summary=True, workers=workers, **scheduler)
+    worker = result.worker
+    sets = luigi.execution_summary._summary_dict(worker)
+    outcome = Outcome(date=task.date, code=exit_code(sets, task))
+    outcome.completed = sorted(str(t) for t in sets["completed"])
+    outcome.already_done = sorted(str(t) for t in sets["already_done"])
+    for failed in sorted(sets["failed"] | sets["scheduling_error"], key=str):
+        # The explanation the task sent the scheduler: on_failure() puts dbt's message there.
+        error = worker._scheduler.fetch_error(failed.task_id).get("error") or "(no message)"
+        outcome.failures.append((str(failed), error.strip()))
+    outcome.not_run = sorted(
+        str(t) for status in ("upstream_failure", "upstream_scheduling_error", "not_run", "still_pending_ext")
+        for t in sets[status]
+    )
+    return outcome
+
+
+def choose_scheduler(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    if args.local_scheduler:
+        return {"local_scheduler": True}, "local scheduler"
+    url = args.scheduler_url or scheduler_url()
+    if scheduler_answers(url):
+        return {"local_scheduler": False, "scheduler_url": url}, f"central scheduler {url}"
+    if args.scheduler_url:
+        raise RuntimeError(f"no Luigi scheduler answers at {url} (start one: `traffic-anomalies scheduler up`)")
+    return {"local_scheduler": True}, f"local scheduler (none answers at {url})"
+
+
+def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) -> int:
+    _setup_logging()
+    codes = retcode()
+    try:
+        print(localdb.up(), file=sys.stderr)
+        localdb.apply_connection_env()
+        scheduler, scheduler_text = choose_scheduler(args)
+    except (localdb.DatabaseError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    schema = runstate.target_schema()
+    lock = runstate.RunLock(label, schema)
+    if args.wait:
+        print(f"waiting for any other nightly run on schema {schema!r} to finish…", file=sys.stderr)
+    try:
+        lock.acquire(wait=args.wait)
+    except runstate.RunLockBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return codes.already_running
+    lake_root = str(Path(args.lake).resolve()) if args.lake else None
+    outcomes: list[Outcome] = []
+    try:
+        with runstate.connection() as conn:
+            runstate.ensure_meta(conn)
+        print(f"{label}: schema {schema}, {scheduler_text}, {args.workers} workers", file=sys.stderr)
+        for date in dates:
+            task = tasks.NightlyRun(date=date, lake_root=lake_root, dbt_vars=args.vars)
+            outcomes.append(build_date(task, args.workers, scheduler))
+            if outcomes[-1].code != 0:
+                break  # later dates build on this one (incremental counts, PCA window)
+    except Exception:
+        traceback.print_exc()
+        return codes.unhandled_exception or 1
+    finally:
+        lock.release()
+    print_summary(outcomes, dates, schema)
+    return max((o.code for o in outcomes), default=0)
+
+
+def print_summary(outcomes: Sequence[Outcome], dates: Sequence[dt.date], schema: str) -> None:
+    out = sys.stdout
+    print("", file=out)
+    for outcome in outcomes:
+        state = "OK" if outcome.code == 0 else f"FAILED (exit {outcome.code})"
+        print(f"== nightly run {outcome.date}: {state}", file=out)
+        print(f"tasks run: {len(outcome.completed)}; skipped as already complete: "
+              f"{len(outcome.already_done)}; failed: {len(outcome.failures)}; "
+              f"not run: {len(outcome.not_run)}", file=out)
+        for task_name, error in outcome.failures:
+            print(f"FAILED {task_name}:", file=out)
+            print("    " + error.replace("\n", "\n    "), file=out)
+        if outcome.not_run:
+            print("not run (upstream failed): " + ", ".join(outcome.not_run), file=out)
+        _print_results(outcome.date, schema)
+    for date in dates[len(outcomes):]:
+        print(f"== nightly run {date}: not started (an earlier date failed)", file=out)
+
+
+def _print_results(date: dt.date, schema: str) -> None:
+    markers = runstate.markers(date, schema)
+    relations: list[tuple[str, str, str]] = []  # (layer, model, relation)
+    for marker in markers.values():
+        if marker.task_family not in COUNTED_TASKS:
+            continue
+        for node in marker.nodes:
+            uid, relation = node["unique_id"], node.get("relation_name")
+            if uid.split(".")[0] in ("model", "seed") and relation and node["status"] == "success":
+                name = uid.split(".")[2]
+                layer = next((lay for prefix, lay in LAYER_PREFIXES if name.startswith(prefix)), "other")
+                relations.append((layer, name, relation))
+    if relations:
+        counts = runstate.count_rows([r for _, _, r in relations])
+        order = [lay for _, lay in LAYER_PREFIXES]
+        print("rows (tables hold every date loaded so far):")
+        for layer, name, relation in sorted(relations, key=lambda r: (order.index(r[0]) if r[0] in order else 99, r[1])):
+            count = counts[relation]
+            print(f"  {layer:<14} {relation:<60} {'missing' if count is None else f'{count:,}'}")
+        marts = [rel for lay, _, rel in relations if lay == "marts"]
+        if marts:
+            print("results: " + ", ".join(sorted(marts)))
+    for marker in markers.values():
+        if marker.details.get("report"):
+            print(f"report: {marker.details['report']}")
+        if marker.task_family == "GenerateDocs":
+            print(f"docs: {Path(marker.details['target_path']) / 'index.html'}")
+
+
+def _setup_logging() -> None:
+    log = logging.getLogger("traffic_anomalies")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def parse_var(text: str) -> tuple[str, Any]:
+    """`key=value`; the value is JSON when it parses as JSON (numbers, lists, objects), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def yesterday_utc() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help=f"parallel Luigi worker processes (default {DEFAULT_WORKERS})")
+    parser.add_argument("--lake", metavar="DIR", help="lake root as the database server sees it "
+                        "(default: $TA_LAKE_ROOT or lake/ in the project)")
+    parser.add_argument("--var", dest="var_list", action="append", type=parse_var, default=[],
+                        metavar="KEY=VALUE", help="extra dbt var for every step (repeatable)")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait for a nightly run in progress instead of refusing")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--local-scheduler", action="store_true", help="do not use luigid")
+    where.add_argument("--scheduler-url", metavar="URL",
+                       help=f"central scheduler (default: {scheduler_url()} when it answers)")
+
+
+def _nightly_command(args: argparse.Namespace) -> int:
+    args.vars = dict(args.var_list)
+    date = args.date or yesterday_utc()
+    return run_dates([date], args, label=f"nightly {date}")
+
+
+def _backfill_command(args: argparse.Namespace) -> int:
+    if args.end < args.start:
+        print("error: --end is before --start", file=sys.stderr)
+        return 2
+    args.vars = dict(args.var_list)
+    days = (args.end - args.start).days + 1
+    # One date after the other: dates share tables, and each builds on the previous one.
+    dates = [args.start + dt.timedelta(days=i) for i in range(days)]
+    return run_dates(dates, args, label=f"backfill {args.start}..{args.end}")
+
+
+def _scheduler_command(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "up":
+            print(scheduler_up(args.port))
+        elif args.action == "down":
+            print(scheduler_down())
+        else:
+            ok, message = scheduler_status(args.port)
+            print(message)
+            return 0 if ok else 1
+    except (RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    nightly = subparsers.add_parser("nightly", help="the nightly run for one date (Luigi + dbt)")
+    nightly.add_argument("--date", type=_date, help="run date YYYY-MM-DD (default: yesterday, UTC)")
+    _add_run_options(nightly)
+    nightly.set_defaults(func=_nightly_command)
+
+    backfill = subparsers.add_parser("backfill", help="the nightly run for each date of a range, in order")
+    backfill.add_argument("--start", type=_date, required=True)
+    backfill.add_argument("--end", type=_date, required=True, help="last date, inclusive")
+    _add_run_options(backfill)
+    backfill.set_defaults(func=_backfill_command)
+
+    scheduler = subparsers.add_parser("scheduler", help="the central Luigi scheduler: up | down | status")
+    scheduler.add_argument("action", choices=["up", "down", "status"])
+    scheduler.add_argument("--port", type=int, default=SCHEDULER_PORT)
+    scheduler.set_defaults(func=_scheduler_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run these commands without the project CLI (until cli.py lists this module)."""
+    parser = argparse.ArgumentParser(prog="traffic-anomalies")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""What the nightly run keeps in the database: completion markers and the one-run-at-a-time lock.
+
+Markers live in `ta_meta.task_runs`, one row per (dbt target schema, Luigi task id). A row is
+written only after the task's dbt work has committed, so after a crash a rerun redoes exactly
+the tasks without a row. Connections come from the libpq PG* variables, like dbt's profile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+META_SCHEMA = "ta_meta"
+MARKER_TABLE = "task_runs"
+# First key of every advisory lock we take ("TA" + 1); the second is derived from the target.
+LOCK_CLASS = 0x5441_0001 & 0x7FFF_FFFF
+_DDL_LOCK_KEY = 0  # second key serialising the creation of ta_meta
+
+
+def target_schema() -> str:
+    """The dbt target schema (profiles.yml reads TA_SCHEMA): independent pipelines per schema."""
+    return os.environ.get("TA_SCHEMA", "traffic")
+
+
+def connect(application_name: str = "traffic-anomalies") -> psycopg2.extensions.connection:
+    conn = psycopg2.connect("", application_name=application_name[:63])
+    conn.autocommit = True
+    return conn
+
+
+@contextmanager
+def connection(application_name: str = "traffic-anomalies") -> Iterator[psycopg2.extensions.connection]:
+    conn = connect(application_name)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def ensure_meta(conn: psycopg2.extensions.connection) -> None:
+    """Create the marker table once (serialised: parallel CREATE IF NOT EXISTS can still race)."""
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass(%s)", (f"{META_SCHEMA}.{MARKER_TABLE}",))
+        if cur.fetchone()[0] is not None:
+            return
+    conn.autocommit = False  # one transaction, so the xact lock covers every statement
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, _DDL_LOCK_KEY))
+            cur.execute(f"create schema if not exists {META_SCHEMA}")
+            cur.execute(
+                f"""
+                create table if not exists {META_SCHEMA}.{MARKER_TABLE} (
+                    target_schema text not null,
+                    task_id text not null,
+                    task_family text not null,
+                    run_date date not null,
+                    fingerprint text not null,  -- hash of the dbt vars the work was done with
+                    finished_at timestamptz not null default clock_timestamp(),
+                    elapsed_s double precision,
+                    nodes jsonb not null default '[]',  -- per dbt node: status, time, rows
+                    details jsonb not null default '{{}}',
+                    primary key (target_schema, task_id)
+                )
+                """
+            )
+            cur.execute(
+                f"create index if not exists task_runs_by_date "
+                f"on {META_SCHEMA}.{MARKER_TABLE} (target_schema, run_date)"
+            )
+    finally:
+        conn.autocommit = True
+
+
+@dataclass(frozen=True)
+class Marker:
+    task_id: str
+    task_family: str
+    fingerprint: str
+    finished_at: dt.datetime
+    elapsed_s: float | None
+    nodes: list[dict[str, Any]]
+    details: dict[str, Any]
+
+
+def markers(run_date: dt.date, schema: str | None = None) -> dict[str, Marker]:
+    """Every marker of one run date, by task id (one query: complete() is called often)."""
+    with connection("traffic-anomalies markers") as conn:
+        with conn.cursor() as cur:
+            cur.execute("select to_regclass(%s)", (f"{META_SCHEMA}.{MARKER_TABLE}",))
+            if cur.fetchone()[0] is None:
+                return {}
+            cur.execute(
+                f"""
+                select task_id, task_family, fingerprint, finished_at, elapsed_s, nodes, details
+                from {META_SCHEMA}.{MARKER_TABLE}
+                where target_schema = %s and run_date = %s
+                """,
+                (schema or target_schema(), run_date),
+            )
+            return {row[0]: Marker(*row) for row in cur.fetchall()}
+
+
+def clear_marker(task_id: str, schema: str | None = None) -> None:
+    """Forget a task's completion before redoing it: a crash mid-way must not look finished."""
+    with connection("traffic-anomalies markers") as conn:
+        ensure_meta(conn)
+        with conn.cursor() as cur:
+            cur.execute(
+                f"delete from {META_SCHEMA}.{MARKER_TABLE} where target_schema = %s and task_id = %s",
+                (schema or target_schema(), task_id),
+            )
+
+
+def write_marker(
+    *,
+    task_id: str,
+    task_family: str,
+    run_date: dt.date,
+    fingerprint: str,
+    elapsed_s: float,
+    nodes: Sequence[Mapping[str, Any]] = (),
+    details: Mapping[str, Any] | None = None,
+    schema: str | None = None,
+) -> None:
+    """Record that a task's work has committed (call only after it has)."""
+    with connection("traffic-anomalies markers") as conn:
+        ensure_meta(conn)
+        with conn.cursor() as cur:
+            cur.execute(
+                f"""
+                insert into {META_SCHEMA}.{MARKER_TABLE}
+                    (target_schema, task_id, task_family, run_date, fingerprint, elapsed_s, nodes, details)
+                values (%s, %s, %s, %s, %s, %s, %s, %s)
+                on conflict (target_schema, task_id) do update set
+                    task_family = excluded.task_family,
+                    run_date = excluded.run_date,
+                    fingerprint = excluded.fingerprint,
+                    finished_at = clock_timestamp(),
+                    elapsed_s = excluded.elapsed_s,
+                    nodes = excluded.nodes,
+                    details = excluded.details
+                """,
+                (
+                    schema or target_schema(),
+                    task_id,
+                    task_family,
+                    run_date,
+                    fingerprint,
+                    elapsed_s,
+                    json.dumps(list(nodes)),
+                    json.dumps(dict(details or {})),
+                ),
+            )
+
+
+def count_rows(relation_names: Sequence[str]) -> dict[str, int | None]:
+    """`count(*)` of each relation (None when it does not exist any more)."""
+    counts: dict[str, int | None] = {}
+    with connection("traffic-anomalies summary") as conn:
+        with conn.cursor() as cur:
+            for name in relation_names:
+                cur.execute("select to_regclass(%s)", (name,))
+                if cur.fetchone()[0] is None:
+                    counts[name] = None
+                    continue
+                # relation_name comes from dbt already quoted ("db"."schema"."table")
+                cur.execute(sql.SQL("select count(*) from {}").format(sql.SQL(name)))
+                counts[name] = int(cur.fetchone()[0])
+    return counts
+
+
+# --- one run at a time -------------------------------------------------------------------------
+
+
+class RunLockBusy(RuntimeError):
+    """Another nightly run holds the lock; the message says who, when known."""
+
+
+def lock_key(schema: str) -> int:
+    """Second advisory-lock key: runs into different target schemas do not exclude each other."""
+    return zlib.crc32(schema.encode()) & 0x7FFF_FFFF
+
+
+class RunLock:
+    """A session-level advisory lock held by this process's own connection for the whole run.
+
+    The server releases it when the connection ends, so a killed run never leaves it behind.
+    """
+
+    def __init__(self, label: str, schema: str | None = None):
+        self.schema = schema or target_schema()
+        self.key = lock_key(self.schema)
+        self.application_name = f"traffic-anomalies {label} pid={os.getpid()}"
+        self.conn: psycopg2.extensions.connection | None = None
+
+    def acquire(self, wait: bool = False) -> None:
+        self.conn = connect(self.application_name)
+        with self.conn.cursor() as cur:
+            if wait:
+                cur.execute("select pg_advisory_lock(%s, %s)", (LOCK_CLASS, self.key))
+                return
+            cur.execute("select pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, self.key))
+            if cur.fetchone()[0]:
+                return
+        holder = self.holder()
+        self.release()
+        raise RunLockBusy(
+            f"another nightly run is in progress for schema {self.schema!r}"
+            + (f" ({holder})" if holder else "")
+            + "; rerun with --wait to queue behind it"
+        )
+
+    def holder(self) -> str | None:
+        """Who holds the lock: the application_name carries the holder's OS pid."""
+        assert self.conn is not None
+        with self.conn.cursor() as cur:
+            cur.execute(
+                """
+                select a.application_name, a.backend_start
+                from pg_locks l join pg_stat_activity a on a.pid = l.pid
+                where l.locktype = 'advisory' and l.granted
+                  and l.classid = %s and l.objid = %s and l.objsubid = 2
+                """,
+                (LOCK_CLASS, self.key),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        name, since = row
+        return f"{name}, since {since:%Y-%m-%d %H:%M:%S %Z}".replace("traffic-anomalies ", "")
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.conn.close()  # ending the session releases the lock
+            self.conn = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,279 @@
+"""The nightly run as a Luigi DAG: each task is one dbt invocation over one run date.
+
+    StageLake → LoadSeeds → BuildStaging → BuildPcaInput → PcaHour ×24 → BuildMarts
+                                                             → GenerateDocs, BuildReport → NightlyRun
+
+Completion lives in the database (`runstate`), not in files: a task is complete when it has a
+marker for its date made with the same dbt vars, its upstream tasks are complete, and its
+marker is newer than theirs (make's rule). So a rerun after a crash redoes exactly the missing
+tasks, and whatever was rebuilt upstream is rebuilt downstream too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from traffic_anomalies import PROJECT_DIR
+
+LUIGI_CONFIG = PROJECT_DIR / "luigi.cfg"
+# Before `import luigi`: Luigi reads its config (e.g. [core] autoload_range) at import time.
+os.environ.setdefault("LUIGI_CONFIG_PATH", str(LUIGI_CONFIG))
+
+import luigi  # noqa: E402
+import luigi.configuration  # noqa: E402
+from luigi.configuration.cfg_parser import LuigiConfigParser  # noqa: E402
+
+from traffic_anomalies import runstate  # noqa: E402
+from traffic_anomalies.dbt import DbtError, DbtResult, run_dbt  # noqa: E402
+
+logger = logging.getLogger("traffic_anomalies.nightly")
+
+HOURS = range(24)
+REPORT_MODULE = "traffic_anomalies.report"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One dbt invocation. `{hour:02d}` in a selector is filled in for the per-hour steps."""
+
+    command: tuple[str, ...]
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    macro_args: Mapping[str, Any] | None = None  # run-operation only; lake_root is added
+    require_nodes: bool = True  # an empty selection means a renamed model: fail loudly
+    shared_target: bool = False  # write into target/ itself (docs) instead of a private dir
+
+
+# The one table of what each task asks dbt to do. Node names follow the models in models/.
+STEPS: dict[str, Step] = {
+    "StageLake": Step(("run-operation", "stage_external_sources"), macro_args={}),
+    "LoadSeeds": Step(("seed",), require_nodes=False),  # no seeds is a valid project
+    "BuildStaging": Step(("build",), select=("path:models/staging", "int_hourly_counts")),
+    "BuildPcaInput": Step(("build",), select=("int_pca_input", "dim_days", "dim_users")),
+    "PcaHour": Step(("build",), select=("int_pca_hour_{hour:02d}",)),
+    "BuildMarts": Step(("build",), select=("path:models/marts",), exclude=("dim_days", "dim_users")),
+    "GenerateDocs": Step(("docs", "generate"), require_nodes=False, shared_target=True),
+}
+
+
+def use_project_config() -> None:
+    """Make sure luigi.cfg of the project is read even if luigi was imported before us."""
+    if str(LUIGI_CONFIG) not in LuigiConfigParser._config_paths and LUIGI_CONFIG.exists():
+        luigi.configuration.add_config_path(str(LUIGI_CONFIG))
+    config = luigi.configuration.get_config()
+    # Settings that differ per machine come from the environment (the cfg keeps defaults).
+    for env_name, section, option in (
+        ("LUIGI_EMAIL_RECEIVER", "email", "receiver"),
+        ("LUIGI_EMAIL_SENDER", "email", "sender"),
+        ("LUIGI_SMTP_HOST", "smtp", "host"),
+        ("LUIGI_SMTP_PORT", "smtp", "port"),
+    ):
+        if os.environ.get(env_name):
+            config.set(section, option, os.environ[env_name])
+
+
+use_project_config()
+
+
+def default_lake_root() -> str:
+    return os.environ.get("TA_LAKE_ROOT") or str(PROJECT_DIR / "lake")
+
+
+def report_available() -> bool:
+    """A report step exists once someone writes traffic_anomalies.report.build_report."""
+    if importlib.util.find_spec(REPORT_MODULE) is None:
+        return False
+    return hasattr(importlib.import_module(REPORT_MODULE), "build_report")
+
+
+class NightlyTask(luigi.Task):
+    """A step of the nightly run for one date, complete when its database marker says so."""
+
+    date: dt.date = luigi.DateParameter()
+    # Not part of the task id (the id names the work, the fingerprint checks how it was done).
+    lake_root: str | None = luigi.OptionalParameter(default=None, significant=False)
+    dbt_vars: Mapping[str, Any] = luigi.DictParameter(default={}, significant=False)
+
+    def vars(self) -> dict[str, Any]:
+        extra = json.loads(luigi.DictParameter().serialize(self.dbt_vars))
+        return {"run_date": self.date.isoformat(), "lake_root": self.lake_root or default_lake_root(), **extra}
+
+    def fingerprint(self) -> str:
+        """Same date but other vars (another lake, a forced parameter) is other work."""
+        return hashlib.sha256(json.dumps(self.vars(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def complete(self) -> bool:
+        return marker_complete(self, runstate.markers(self.date))
+
+    def run(self) -> None:
+        runstate.clear_marker(self.task_id)  # from here on the old marker would lie
+        started = time.monotonic()
+        nodes, details = self.work()
+        # Only now, with dbt's work committed, is the task done.
+        runstate.write_marker(
+            task_id=self.task_id,
+            task_family=self.task_family,
+            run_date=self.date,
+            fingerprint=self.fingerprint(),
+            elapsed_s=time.monotonic() - started,
+            nodes=nodes,
+            details=details,
+        )
+
+    def work(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        raise NotImplementedError
+
+    def on_failure(self, exception: BaseException) -> str:
+        # What the scheduler, the summary and the failure e-mail show: dbt's own message.
+        if isinstance(exception, DbtError):
+            return f"{self} failed:\n{exception}"
+        return super().on_failure(exception)
+
+
+def marker_complete(task: luigi.Task, markers: Mapping[str, runstate.Marker]) -> bool:
+    marker = markers.get(task.task_id)
+    if marker is None or marker.fingerprint != task.fingerprint():
+        return False
+    for upstream in luigi.task.flatten(task.requires()):
+        if not isinstance(upstream, NightlyTask):
+            if not upstream.complete():
+                return False
+            continue
+        if not marker_complete(upstream, markers):
+            return False
+        if markers[upstream.task_id].finished_at > marker.finished_at:
+            return False  # upstream was rebuilt after us: our output is stale
+    return True
+
+
+class DbtTask(NightlyTask):
+    """A task whose work is the dbt step of the same name in STEPS."""
+
+    step_name: ClassVar[str]
+
+    @property
+    def step(self) -> Step:
+        return STEPS[self.step_name]
+
+    def target_path(self) -> Path:
+        if self.step.shared_target:
+            return PROJECT_DIR / "target"
+        return PROJECT_DIR / "target" / "nightly" / runstate.target_schema() / self.date.isoformat() / self.run_label()
+
+    def run_label(self) -> str:
+        return self.task_family
+
+    def formats(self) -> dict[str, Any]:
+        return {}
+
+    def work(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        step = self.step
+        macro_args = None
+        if step.macro_args is not None:
+            macro_args = {"lake_root": self.vars()["lake_root"], **step.macro_args}
+        logger.info("%s: dbt %s started", self.run_label(), " ".join(step.command))
+        result: DbtResult = run_dbt(
+            step.command,
+            target_path=self.target_path(),
+            select=[s.format(**self.formats()) for s in step.select],
+            exclude=[s.format(**self.formats()) for s in step.exclude],
+            dbt_vars=self.vars(),
+            macro_args=macro_args,
+            require_nodes=step.require_nodes,
+        )
+        logger.info(
+            "%s: done in %.1fs (%d nodes, log %s)",
+            self.run_label(), result.elapsed, len(result.nodes), result.log_file,
+        )
+        return [n.to_json() for n in result.nodes], {"target_path": str(result.target_path)}
+
+
+class StageLake(DbtTask):
+    step_name = "StageLake"
+
+
+class LoadSeeds(DbtTask):
+    step_name = "LoadSeeds"
+
+    def requires(self) -> luigi.Task:
+        return self.clone(StageLake)
+
+
+class BuildStaging(DbtTask):
+    step_name = "BuildStaging"
+
+    def requires(self) -> luigi.Task:
+        return self.clone(LoadSeeds)
+
+
+class BuildPcaInput(DbtTask):
+    step_name = "BuildPcaInput"
+
+    def requires(self) -> luigi.Task:
+        return self.clone(BuildStaging)
+
+
+class PcaHour(DbtTask):
+    step_name = "PcaHour"
+    hour: int = luigi.IntParameter()
+
+    def requires(self) -> luigi.Task:
+        return self.clone(BuildPcaInput)
+
+    def run_label(self) -> str:
+        return f"PcaHour_{self.hour:02d}"
+
+    def formats(self) -> dict[str, Any]:
+        return {"hour": self.hour}
+
+
+class BuildMarts(DbtTask):
+    step_name = "BuildMarts"
+
+    def requires(self) -> list[luigi.Task]:
+        return [self.clone(PcaHour, hour=hour) for hour in HOURS]
+
+
+class GenerateDocs(DbtTask):
+    step_name = "GenerateDocs"
+
+    def requires(self) -> luigi.Task:
+        return self.clone(BuildMarts)
+
+
+class BuildReport(NightlyTask):
+    """The human-readable report, by traffic_anomalies.report.build_report(date) -> Path."""
+
+    def requires(self) -> luigi.Task:
+        return self.clone(BuildMarts)
+
+    def work(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        build_report = importlib.import_module(REPORT_MODULE).build_report
+        path = Path(build_report(self.date))
+        logger.info("BuildReport: %s", path)
+        return [], {"report": str(path)}
+
+
+class NightlyRun(luigi.WrapperTask):
+    """Everything for one date: marts, docs and (when it exists) the report."""
+
+    date: dt.date = luigi.DateParameter()
+    lake_root: str | None = luigi.OptionalParameter(default=None, significant=False)
+    dbt_vars: Mapping[str, Any] = luigi.DictParameter(default={}, significant=False)
+
+    def requires(self) -> list[luigi.Task]:
+        steps: list[luigi.Task] = [self.clone(BuildMarts), self.clone(GenerateDocs)]
+        if report_available():
+            steps.append(self.clone(BuildReport))
+        return steps
