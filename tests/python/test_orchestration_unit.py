@@ -1,0 +1,434 @@
+"""Fast tests of the nightly-run machinery that need no project models.
+
+They use a real database (the PG* environment variables), real dbt runs of a tiny throwaway
+project, real Luigi runs of tiny tasks, a real luigid and a tiny SMTP server started here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import json
+import os
+import socket
+import socketserver
+import subprocess
+import sys
+import textwrap
+import threading
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from traffic_anomalies import PROJECT_DIR
+from traffic_anomalies import tasks  # before luigi: points Luigi at the project's luigi.cfg
+from traffic_anomalies import nightly, runstate
+from traffic_anomalies.dbt import DbtError, parse_run_results, run_dbt
+
+import luigi  # noqa: E402
+import luigi.execution_summary  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("PGHOST") or os.environ.get("PGSERVICE")),
+    reason="needs a database: set PGHOST, PGPORT, PGUSER, PGDATABASE",
+)
+
+
+@pytest.fixture
+def schema(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A target schema of this test's own; dropped (with its markers) afterwards."""
+    name = f"t_orch_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("TA_SCHEMA", name)
+    yield name
+    with runstate.connection() as conn, conn.cursor() as cur:
+        cur.execute(f'drop schema if exists "{name}" cascade')
+        cur.execute("select to_regclass('ta_meta.task_runs')")
+        if cur.fetchone()[0] is not None:
+            cur.execute("delete from ta_meta.task_runs where target_schema = %s", (name,))
+
+
+# --- dbt: a tiny real project ----------------------------------------------------------------
+
+TINY_FILES = {
+    "dbt_project.yml": """
+        name: tiny
+        version: "1.0"
+        config-version: 2
+        profile: tiny
+    """,
+    "profiles.yml": """
+        tiny:
+          target: dev
+          outputs:
+            dev:
+              type: postgres
+              host: "{{ env_var('PGHOST') }}"
+              port: "{{ env_var('PGPORT', '5432') | as_number }}"
+              user: "{{ env_var('PGUSER') }}"
+              password: "{{ env_var('PGPASSWORD', '') }}"
+              dbname: "{{ env_var('PGDATABASE') }}"
+              schema: "{{ env_var('TA_SCHEMA') }}"
+              threads: 2
+    """,
+    "models/good.sql": "{{ config(materialized='table') }}\nselect generate_series(1, 5) as id, '{{ var('run_date') }}'::date as run_date",
+    "models/broken.sql": "select no_such_column from {{ ref('good') }}",
+    "models/schema.yml": """
+        version: 2
+        models:
+          - name: good
+            columns:
+              - name: id
+                data_tests:
+                  - not_null
+                  - accepted_values:
+                      arguments:
+                        values: [1, 2, 3]
+    """,
+    "macros/fail.sql": """
+        {% macro fail_on_purpose(reason) %}
+          {{ exceptions.raise_compiler_error("stopped on purpose: " ~ reason) }}
+        {% endmacro %}
+    """,
+}
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Path:
+    for name, text in TINY_FILES.items():
+        path = tmp_path / "tiny" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).strip() + "\n")
+    return tmp_path / "tiny"
+
+
+def test_dbt_model_succeeds_and_results_are_parsed(tiny_project: Path, schema: str) -> None:
+    result = run_dbt(
+        ["run"], select=["good"], dbt_vars={"run_date": "2024-01-02"},
+        target_path=tiny_project / "t_ok", project_dir=tiny_project,
+    )
+    (node,) = result.nodes
+    assert (node.name, node.resource_type, node.status) == ("good", "model", "success")
+    assert node.rows_affected == 5  # CREATE TABLE AS … SELECT 5
+    assert node.relation_name.endswith(f'"{schema}"."good"')
+    assert node.execution_time > 0
+    assert result.returncode == 0 and result.log_file.exists()
+    # The helper's result is what run_results.json says, written into the per-invocation path.
+    assert parse_run_results(tiny_project / "t_ok" / "run_results.json") == result.nodes
+    run_args = json.loads((tiny_project / "t_ok" / "run_results.json").read_text())["args"]
+    assert run_args["vars"] == {"run_date": "2024-01-02"}
+
+
+def test_dbt_failing_model_raises_with_dbt_message(tiny_project: Path, schema: str) -> None:
+    with pytest.raises(DbtError) as caught:
+        run_dbt(["run"], select=["good", "broken"], dbt_vars={"run_date": "2024-01-02"},
+                target_path=tiny_project / "t_bad", project_dir=tiny_project)
+    error = caught.value
+    assert error.failed_nodes == ("broken",)
+    assert 'column "no_such_column" does not exist' in str(error)
+    statuses = {n.name: n.status for n in error.result.nodes}
+    assert statuses == {"good": "success", "broken": "error"}
+
+
+def test_dbt_failing_test_raises_naming_the_test(tiny_project: Path, schema: str) -> None:
+    with pytest.raises(DbtError) as caught:
+        run_dbt(["build"], select=["good"], dbt_vars={"run_date": "2024-01-02"},
+                target_path=tiny_project / "t_test", project_dir=tiny_project)
+    error = caught.value
+    assert error.failed_nodes == ("accepted_values_good_id__1__2__3",)
+    assert "Got 2 results, configured to fail if != 0" in str(error)
+    passed = {n.name for n in error.result.nodes if n.status in ("success", "pass")}
+    assert passed == {"good", "not_null_good_id"}
+
+
+def test_dbt_run_operation_error_carries_dbt_output(tiny_project: Path, schema: str) -> None:
+    with pytest.raises(DbtError) as caught:
+        run_dbt(["run-operation", "fail_on_purpose"], macro_args={"reason": "unit test"},
+                target_path=tiny_project / "t_op", project_dir=tiny_project)
+    assert "stopped on purpose: unit test" in str(caught.value)
+    assert caught.value.failed_nodes == ("fail_on_purpose",)
+
+
+def test_dbt_selection_matching_nothing_is_an_error(tiny_project: Path, schema: str) -> None:
+    with pytest.raises(DbtError, match="selected no nodes"):
+        run_dbt(["build"], select=["int_pca_hour_99"], target_path=tiny_project / "t_none",
+                project_dir=tiny_project)
+
+
+# --- completion markers ----------------------------------------------------------------------
+
+WORK_LOG: list[str] = []
+
+
+class FakeStep(tasks.NightlyTask):
+    """A nightly task whose work is recorded in memory instead of running dbt."""
+
+    def work(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        WORK_LOG.append(self.task_family)
+        return [], {}
+
+
+class FakeUpstream(FakeStep):
+    pass
+
+
+class FakeDownstream(FakeStep):
+    def requires(self) -> luigi.Task:
+        return self.clone(FakeUpstream)
+
+
+def test_markers_follow_make_rules(schema: str) -> None:
+    day = dt.date(2024, 1, 2)
+    WORK_LOG.clear()
+    assert luigi.build([FakeDownstream(date=day)], local_scheduler=True)
+    assert WORK_LOG == ["FakeUpstream", "FakeDownstream"]
+    # Same date again: nothing to do.
+    assert FakeDownstream(date=day).complete()
+    assert luigi.build([FakeDownstream(date=day)], local_scheduler=True)
+    assert WORK_LOG == ["FakeUpstream", "FakeDownstream"]
+    # A new date is new work.
+    assert not FakeDownstream(date=day + dt.timedelta(days=1)).complete()
+    # Other vars (another lake, a forced parameter) are other work.
+    assert not FakeDownstream(date=day, dbt_vars={"pca_components_by_hour": {"7": 0}}).complete()
+    # Upstream rebuilt after downstream: downstream is stale.
+    FakeUpstream(date=day).run()
+    assert FakeUpstream(date=day).complete()
+    assert not FakeDownstream(date=day).complete()
+    # Upstream lost its marker (killed mid-rerun): downstream is not complete either.
+    FakeDownstream(date=day).run()
+    assert FakeDownstream(date=day).complete()
+    runstate.clear_marker(FakeUpstream(date=day).task_id)
+    assert not FakeDownstream(date=day).complete()
+
+
+# --- Luigi exit codes and failure reports ----------------------------------------------------
+
+
+class FailingDbtStep(tasks.NightlyTask):
+    hour = luigi.IntParameter(default=7)
+
+    def work(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        raise RuntimeError(f"int_pca_hour_{self.hour:02d}: forced failure")
+
+
+class AfterFailing(tasks.NightlyTask):
+    def requires(self) -> luigi.Task:
+        return FailingDbtStep(date=self.date)
+
+    def work(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        return [], {}
+
+
+def test_retcode_config_is_read_from_project_luigi_cfg() -> None:
+    codes = luigi.retcodes.retcode()
+    assert (codes.already_running, codes.missing_data, codes.not_run) == (10, 20, 25)
+    assert (codes.task_failed, codes.scheduling_error, codes.unhandled_exception) == (30, 35, 40)
+    config = luigi.configuration.get_config()
+    assert config.getboolean("core", "autoload_range") is False
+    assert os.environ["LUIGI_CONFIG_PATH"] == str(PROJECT_DIR / "luigi.cfg")
+
+
+def test_failed_task_gives_task_failed_exit_code_and_message(schema: str) -> None:
+    day = dt.date(2024, 1, 2)
+    outcome = nightly.build_date(AfterFailing(date=day), workers=2, scheduler={"local_scheduler": True})
+    assert outcome.code == 30
+    ((name, message),) = outcome.failures
+    assert "FailingDbtStep" in name and "hour=7" in name
+    assert "int_pca_hour_07: forced failure" in message
+    assert outcome.not_run == [str(AfterFailing(date=day))]
+
+
+def test_successful_run_exits_zero_then_already_complete(schema: str) -> None:
+    day = dt.date(2024, 1, 3)
+    first = nightly.build_date(FakeDownstream(date=day), workers=1, scheduler={"local_scheduler": True})
+    assert first.code == 0 and len(first.completed) == 2
+    again = nightly.build_date(FakeDownstream(date=day), workers=1, scheduler={"local_scheduler": True})
+    assert again.code == 0 and again.completed == [] and again.already_done == [str(FakeDownstream(date=day))]
+
+
+def test_dbt_error_message_reaches_the_scheduler(tiny_project: Path, schema: str) -> None:
+    class TinyDbtStep(tasks.NightlyTask):
+        def work(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            run_dbt(["run"], select=["broken"], target_path=tiny_project / "t_luigi",
+                    project_dir=tiny_project, dbt_vars={"run_date": "2024-01-02"})
+            return [], {}
+
+    outcome = nightly.build_date(TinyDbtStep(date=dt.date(2024, 1, 2)), workers=1,
+                                 scheduler={"local_scheduler": True})
+    assert outcome.code == 30
+    ((_, message),) = outcome.failures
+    assert "broken [error]" in message and "no_such_column" in message
+
+
+# --- one run at a time ------------------------------------------------------------------------
+
+
+def test_advisory_lock_refuses_a_second_run(schema: str) -> None:
+    first = runstate.RunLock("nightly 2024-01-02")
+    first.acquire()
+    try:
+        second = runstate.RunLock("nightly 2024-01-02")
+        with pytest.raises(runstate.RunLockBusy) as caught:
+            second.acquire()
+        assert "another nightly run is in progress" in str(caught.value)
+        assert f"pid={os.getpid()}" in str(caught.value)
+        # Another target schema is another pipeline: not excluded.
+        with runstate.RunLock("nightly 2024-01-02", schema=schema + "_other"):
+            pass
+    finally:
+        first.release()
+    with runstate.RunLock("nightly 2024-01-02"):  # released with its connection
+        pass
+
+
+def test_nightly_command_exits_already_running_while_locked(schema: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with runstate.RunLock("nightly 2024-01-02"):
+        code = nightly.main(["nightly", "--date", "2024-01-02", "--local-scheduler"])
+    assert code == 10
+    assert "another nightly run is in progress" in capsys.readouterr().err
+
+
+# --- the central scheduler ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TinyTask(luigi.Task):
+    name = luigi.Parameter()
+    done = False
+
+    def complete(self) -> bool:
+        return TinyTask.done
+
+    def run(self) -> None:
+        TinyTask.done = True
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)
+
+
+def test_scheduler_up_status_down_and_web_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TA_LUIGI_DIR", str(tmp_path / "luigi"))
+    port = _free_port()
+    url = nightly.scheduler_url(port)
+    assert nightly.scheduler_status(port)[0] is False
+    try:
+        assert "scheduler up" in nightly.scheduler_up(port)
+        ok, message = nightly.scheduler_status(port)
+        assert ok and "pid" in message
+        assert "already up" in nightly.scheduler_up(port)
+
+        TinyTask.done = False
+        task = TinyTask(name=f"probe-{uuid.uuid4().hex[:6]}")
+        assert luigi.build([task], scheduler_url=url, local_scheduler=False)
+        query = urllib.parse.urlencode({"data": json.dumps({"status": "DONE"})})
+        listed = _get_json(f"{url}api/task_list?{query}")["response"]
+        assert task.task_id in listed
+        with urllib.request.urlopen(f"{url}static/visualiser/index.html", timeout=5) as resp:
+            assert resp.status == 200 and b"Luigi" in resp.read()
+        # Bound to the loopback interface only.
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
+        if listening.returncode == 0:
+            local_addresses = [line.split()[3] for line in listening.stdout.splitlines()]
+            assert local_addresses and all(a.startswith("127.0.0.1:") for a in local_addresses)
+    finally:
+        print(nightly.scheduler_down())
+    assert nightly.scheduler_status(port)[0] is False
+    assert (tmp_path / "luigi" / "state.pickle").exists()  # saved on shutdown
+
+
+# --- failure e-mail ----------------------------------------------------------------------------
+
+
+class _SmtpHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP for smtplib: greet, accept everything, keep the messages."""
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 test-smtp ready\r\n")
+        envelope: dict[str, Any] = {"rcpt": []}
+        while line := self.rfile.readline():
+            verb = line.decode().strip().split(" ")[0].upper()
+            if verb in ("EHLO", "HELO"):
+                self.wfile.write(b"250 test-smtp\r\n")
+            elif verb == "MAIL":
+                envelope["from"] = line.decode().strip()
+                self.wfile.write(b"250 OK\r\n")
+            elif verb == "RCPT":
+                envelope["rcpt"].append(line.decode().strip())
+                self.wfile.write(b"250 OK\r\n")
+            elif verb == "DATA":
+                self.wfile.write(b"354 end with .\r\n")
+                body = []
+                while (data := self.rfile.readline()) not in (b".\r\n", b""):
+                    body.append(data)
+                envelope["data"] = b"".join(body).decode(errors="replace")
+                self.server.messages.append(dict(envelope))  # type: ignore[attr-defined]
+                self.wfile.write(b"250 queued\r\n")
+            elif verb == "QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"250 OK\r\n")
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[socketserver.ThreadingTCPServer]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SmtpHandler)
+    server.messages = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_failure_email_is_sent(tmp_path: Path, smtp_server: socketserver.ThreadingTCPServer, schema: str) -> None:
+    (tmp_path / "failing_tasks.py").write_text(textwrap.dedent("""
+        import datetime as dt
+        import sys
+        from traffic_anomalies import tasks, nightly
+        import luigi
+
+        class ForcedHourFailure(tasks.NightlyTask):
+            def work(self):
+                raise RuntimeError("int_pca_hour_07: forced failure for the e-mail test")
+
+        outcome = nightly.build_date(ForcedHourFailure(date=dt.date(2024, 1, 2)), 1, {"local_scheduler": True})
+        sys.exit(outcome.code)
+    """))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "LUIGI_EMAIL_RECEIVER": "oncall@example.org",
+        "LUIGI_SMTP_HOST": "127.0.0.1",
+        "LUIGI_SMTP_PORT": str(smtp_server.server_address[1]),
+    }
+    env.pop("LUIGI_CONFIG_PATH", None)  # the code finds luigi.cfg itself
+    ran = subprocess.run([sys.executable, str(tmp_path / "failing_tasks.py")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 30, ran.stderr
+    (message,) = smtp_server.messages  # type: ignore[attr-defined]
+    assert "oncall@example.org" in " ".join(message["rcpt"])
+    mail = email.message_from_string(message["data"])
+    assert mail["Subject"].startswith("[traffic_anomalies]") and "ForcedHourFailure" in mail["Subject"]
+    body = "".join(
+        part.get_payload(decode=True).decode() for part in mail.walk() if part.get_content_type() == "text/plain"
+    )
+    assert "int_pca_hour_07: forced failure" in body
+
+
+def test_parse_var_values() -> None:
+    assert nightly.parse_var("pca_components_by_hour={\"7\": 0}") == ("pca_components_by_hour", {"7": 0})
+    assert nightly.parse_var("lake_schema=raw") == ("lake_schema", "raw")
+    assert nightly.parse_var("n=3") == ("n", 3)
