@@ -1,6 +1,7 @@
 """Fast tests of the nightly-run machinery that need no project models.
 
-They use a real database (the PG* environment variables), real dbt runs of a tiny throwaway
+They use a real database (conftest's `database`: PG* variables, else the project's own
+cluster), real dbt runs of a tiny throwaway
 project, real Luigi runs of tiny tasks, a real luigid and a tiny SMTP server started here.
 """
 
@@ -23,7 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
 from traffic_anomalies import PROJECT_DIR
@@ -34,14 +34,9 @@ from traffic_anomalies.dbt import DbtError, parse_run_results, run_dbt
 import luigi  # noqa: E402
 import luigi.execution_summary  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not (os.environ.get("PGHOST") or os.environ.get("PGSERVICE")),
-    reason="needs a database: set PGHOST, PGPORT, PGUSER, PGDATABASE",
-)
-
 
 @pytest.fixture
-def schema(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def schema(database: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A target schema of this test's own; dropped (with its markers) afterwards."""
     name = f"t_orch_{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("TA_SCHEMA", name)
