@@ -1,0 +1,405 @@
+{#-
+  Small dense linear algebra and identifier helpers for the madlib_compat schema.
+  Only matrices of side min(row_dim, col_dim) are handled here, procedurally;
+  everything proportional to the data size is set-based SQL in the PCA macros.
+-#}
+{% macro madlib_compat__linalg_ddl() %}
+{% raw %}
+create schema if not exists madlib_compat;
+
+-- Split a possibly schema-qualified, possibly double-quoted table name into
+-- {schema, name} with PostgreSQL's own folding rules (unquoted -> lower case).
+-- Anything that is not a plain identifier ("x; drop table y", "a.b.c", "")
+-- returns null, so no caller ever splices user text into SQL.
+create or replace function madlib_compat._parse_qualified_name(p_name text)
+returns text[]
+language plpgsql immutable as $$
+declare
+    v_parts text[] := array[]::text[];
+    v_pos int := 1;
+    v_len int;
+    v_ch text;
+    v_cur text;
+    v_end int;
+begin
+    if p_name is null then
+        return null;
+    end if;
+    p_name := btrim(p_name);
+    v_len := length(p_name);
+    if v_len = 0 then
+        return null;
+    end if;
+    loop
+        if v_pos > v_len then
+            return null;                      -- trailing dot
+        end if;
+        v_ch := substr(p_name, v_pos, 1);
+        if v_ch = '"' then
+            -- quoted identifier: "" is an escaped quote
+            v_cur := '';
+            v_pos := v_pos + 1;
+            loop
+                v_end := strpos(substr(p_name, v_pos), '"');
+                if v_end = 0 then
+                    return null;              -- unterminated quote
+                end if;
+                v_cur := v_cur || substr(p_name, v_pos, v_end - 1);
+                v_pos := v_pos + v_end;
+                if substr(p_name, v_pos, 1) = '"' then
+                    v_cur := v_cur || '"';
+                    v_pos := v_pos + 1;
+                else
+                    exit;
+                end if;
+            end loop;
+            if v_cur = '' then
+                return null;
+            end if;
+        else
+            v_cur := substring(substr(p_name, v_pos) from '^[A-Za-z_][A-Za-z0-9_$]*');
+            if v_cur is null then
+                return null;
+            end if;
+            v_pos := v_pos + length(v_cur);
+            v_cur := lower(v_cur);
+        end if;
+        v_parts := v_parts || v_cur;
+        if v_pos > v_len then
+            exit;
+        end if;
+        if substr(p_name, v_pos, 1) <> '.' then
+            return null;
+        end if;
+        v_pos := v_pos + 1;
+    end loop;
+    if cardinality(v_parts) = 1 then
+        return array[null, v_parts[1]];
+    elsif cardinality(v_parts) = 2 then
+        return v_parts;
+    end if;
+    return null;
+end
+$$;
+
+-- Safe, quoted rendering of a parsed name.
+create or replace function madlib_compat._quote_qualified_name(p_parts text[])
+returns text
+language sql immutable as $$
+    select case when $1[1] is null then quote_ident($1[2])
+                else quote_ident($1[1]) || '.' || quote_ident($1[2]) end
+$$;
+
+-- Oid of an existing table/view named by user text, or null.
+create or replace function madlib_compat._resolve_relation(p_name text)
+returns oid
+language plpgsql stable as $$
+declare
+    v_parts text[] := madlib_compat._parse_qualified_name(p_name);
+    v_oid oid;
+begin
+    if v_parts is null then
+        return null;
+    end if;
+    begin
+        v_oid := madlib_compat._quote_qualified_name(v_parts)::regclass::oid;
+    exception when undefined_table or invalid_schema_name then
+        return null;
+    end;
+    return v_oid;
+end
+$$;
+
+-- Does a relation of that name exist where CREATE TABLE would put it?
+-- (MADlib's table_exists(..., only_first_schema=True).)
+create or replace function madlib_compat._output_exists(p_parts text[])
+returns boolean
+language sql stable as $$
+    select exists (
+        select 1
+        from pg_catalog.pg_class c
+        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where c.relname = $1[2]
+          and n.nspname = coalesce($1[1], current_schema())
+    )
+$$;
+
+-- Quoted column name if p_col names a column of relation p_rel, else null.
+create or replace function madlib_compat._column(p_rel oid, p_col text)
+returns text
+language plpgsql stable as $$
+declare
+    v_name text;
+    v_found text;
+begin
+    if p_col is null or p_rel is null then
+        return null;
+    end if;
+    p_col := btrim(p_col);
+    if p_col ~ '^"([^"]|"")+"$' then
+        v_name := replace(substr(p_col, 2, length(p_col) - 2), '""', '"');
+    elsif p_col ~ '^[A-Za-z_][A-Za-z0-9_$]*$' then
+        v_name := lower(p_col);
+    else
+        return null;
+    end if;
+    select a.attname into v_found
+    from pg_catalog.pg_attribute a
+    where a.attrelid = p_rel and a.attname = v_name
+      and a.attnum > 0 and not a.attisdropped;
+    if v_found is null then
+        return null;
+    end if;
+    return quote_ident(v_found);
+end
+$$;
+
+-- Scatter one sparse vector (1-based positions) into a dense float8[n].
+-- Called once per matrix row/column inside set-based queries; a position given
+-- twice is MADlib's "duplicated entries" error.
+create or replace function madlib_compat._scatter(p_n int, p_idx int[], p_val float8[])
+returns float8[]
+language plpgsql immutable parallel safe as $$
+declare
+    v_d float8[] := array_fill(null::float8, array[p_n]);
+    v_t int;
+    v_i int;
+begin
+    for v_t in 1 .. coalesce(cardinality(p_idx), 0) loop
+        v_i := p_idx[v_t];
+        if v_d[v_i] is not null then
+            raise exception 'Matrix error: Following entries are duplicated in sparse matrix: position % of a row/column', v_i;
+        end if;
+        v_d[v_i] := p_val[v_t];
+    end loop;
+    return array_replace(v_d, null::float8, 0::float8);
+end
+$$;
+
+-- Eigen-decomposition of a dense symmetric n x n matrix (row-major float8[n*n]):
+-- Householder tridiagonalisation then implicit QL with shifts (the EISPACK
+-- tred2/tql2 pair). Chosen over Jacobi because it is O(n^3) with a small
+-- constant and needs no sweeps to converge; n is at most min(row_dim, col_dim).
+-- Arrays are 1-D with computed offsets: PL/pgSQL reads/writes of expanded 1-D
+-- arrays are O(1), 2-D subscripting is markedly slower.
+-- Returns eigenvalues in descending order and the matching unit eigenvectors
+-- column-major (vector i is vectors[(i-1)*n+1 : i*n]).
+create or replace function madlib_compat._symeig(
+    p_a float8[], p_n int, out eigenvalues float8[], out vectors float8[])
+language plpgsql immutable as $$
+declare
+    n int := p_n;
+    v float8[] := p_a;                 -- V[i][j] = v[i*n + j + 1], 0-based i, j
+    d float8[] := array_fill(0::float8, array[p_n]);
+    e float8[] := array_fill(0::float8, array[p_n]);
+    i int; j int; k int; l int; m int; o int; oj int; ok int;
+    f float8; g float8; h float8; hh float8; scale float8;
+    p float8; r float8; s float8; s2 float8; c float8; c2 float8; c3 float8;
+    el1 float8; dl1 float8; tst1 float8; eps float8 := 2.220446049250313e-16;
+    iter int;
+    ord int[];
+begin
+    if n = 0 then
+        eigenvalues := array[]::float8[];
+        vectors := array[]::float8[];
+        return;
+    end if;
+    if n = 1 then
+        eigenvalues := array[p_a[1]];
+        vectors := array[1::float8];
+        return;
+    end if;
+    -- d/e are used 1-based below: d[j+1] holds EISPACK's d[j]
+    o := (n - 1) * n;
+    for j in 0 .. n - 1 loop
+        d[j + 1] := v[o + j + 1];
+    end loop;
+
+    -- Householder reduction to tridiagonal form
+    for i in reverse n - 1 .. 1 loop
+        scale := 0;
+        h := 0;
+        for k in 1 .. i loop
+            scale := scale + abs(d[k]);
+        end loop;
+        if scale = 0 then
+            e[i + 1] := d[i];
+            o := (i - 1) * n;
+            for j in 0 .. i - 1 loop
+                d[j + 1] := v[o + j + 1];
+                v[i * n + j + 1] := 0;
+                v[j * n + i + 1] := 0;
+            end loop;
+        else
+            for k in 1 .. i loop
+                d[k] := d[k] / scale;
+                h := h + d[k] * d[k];
+            end loop;
+            f := d[i];
+            g := sqrt(h);
+            if f > 0 then
+                g := -g;
+            end if;
+            e[i + 1] := scale * g;
+            h := h - f * g;
+            d[i] := f - g;
+            for j in 1 .. i loop
+                e[j] := 0;
+            end loop;
+            for j in 0 .. i - 1 loop
+                f := d[j + 1];
+                oj := j * n;
+                v[oj + i + 1] := f;
+                g := e[j + 1] + v[oj + j + 1] * f;
+                for k in j + 1 .. i - 1 loop
+                    ok := k * n + j + 1;
+                    g := g + v[ok] * d[k + 1];
+                    e[k + 1] := e[k + 1] + v[ok] * f;
+                end loop;
+                e[j + 1] := g;
+            end loop;
+            f := 0;
+            for j in 1 .. i loop
+                e[j] := e[j] / h;
+                f := f + e[j] * d[j];
+            end loop;
+            hh := f / (h + h);
+            for j in 1 .. i loop
+                e[j] := e[j] - hh * d[j];
+            end loop;
+            for j in 0 .. i - 1 loop
+                f := d[j + 1];
+                g := e[j + 1];
+                for k in j .. i - 1 loop
+                    ok := k * n + j + 1;
+                    v[ok] := v[ok] - (f * e[k + 1] + g * d[k + 1]);
+                end loop;
+                d[j + 1] := v[(i - 1) * n + j + 1];
+                v[i * n + j + 1] := 0;
+            end loop;
+        end if;
+        d[i + 1] := h;
+    end loop;
+
+    -- accumulate the transformations
+    for i in 0 .. n - 2 loop
+        o := (n - 1) * n;
+        v[o + i + 1] := v[i * n + i + 1];
+        v[i * n + i + 1] := 1;
+        h := d[i + 2];
+        if h <> 0 then
+            for k in 0 .. i loop
+                d[k + 1] := v[k * n + i + 2] / h;
+            end loop;
+            for j in 0 .. i loop
+                g := 0;
+                for k in 0 .. i loop
+                    g := g + v[k * n + i + 2] * v[k * n + j + 1];
+                end loop;
+                for k in 0 .. i loop
+                    ok := k * n + j + 1;
+                    v[ok] := v[ok] - g * d[k + 1];
+                end loop;
+            end loop;
+        end if;
+        for k in 0 .. i loop
+            v[k * n + i + 2] := 0;
+        end loop;
+    end loop;
+    o := (n - 1) * n;
+    for j in 0 .. n - 1 loop
+        d[j + 1] := v[o + j + 1];
+        v[o + j + 1] := 0;
+    end loop;
+    v[n * n] := 1;
+    e[1] := 0;
+
+    -- implicit QL iterations on the tridiagonal matrix
+    for i in 2 .. n loop
+        e[i - 1] := e[i];
+    end loop;
+    e[n] := 0;
+    f := 0;
+    tst1 := 0;
+    for l in 1 .. n loop
+        tst1 := greatest(tst1, abs(d[l]) + abs(e[l]));
+        m := l;
+        while m <= n loop
+            exit when abs(e[m]) <= eps * tst1;
+            m := m + 1;
+        end loop;
+        if m > n then
+            m := n;
+        end if;
+        if m > l then
+            iter := 0;
+            loop
+                iter := iter + 1;
+                if iter > 60 then
+                    raise exception 'PCA error: eigen-decomposition did not converge';
+                end if;
+                g := d[l];
+                p := (d[l + 1] - g) / (2 * e[l]);
+                r := sqrt(p * p + 1);
+                if p < 0 then
+                    r := -r;
+                end if;
+                d[l] := e[l] / (p + r);
+                d[l + 1] := e[l] * (p + r);
+                dl1 := d[l + 1];
+                h := g - d[l];
+                for i in l + 2 .. n loop
+                    d[i] := d[i] - h;
+                end loop;
+                f := f + h;
+                p := d[m];
+                c := 1; c2 := 1; c3 := 1;
+                el1 := e[l + 1];
+                s := 0; s2 := 0;
+                for i in reverse m - 1 .. l loop
+                    c3 := c2;
+                    c2 := c;
+                    s2 := s;
+                    g := c * e[i];
+                    h := c * p;
+                    r := sqrt(p * p + e[i] * e[i]);
+                    e[i + 1] := s * r;
+                    s := e[i] / r;
+                    c := p / r;
+                    p := c * d[i] - s * g;
+                    d[i + 1] := h + s * (c * g + s * d[i]);
+                    -- rotate columns i and i+1 of V (1-based column numbers)
+                    for k in 0 .. n - 1 loop
+                        ok := k * n + i;
+                        h := v[ok + 1];
+                        v[ok + 1] := s * v[ok] + c * h;
+                        v[ok] := c * v[ok] - s * h;
+                    end loop;
+                end loop;
+                p := -s * s2 * c3 * el1 * e[l] / dl1;
+                e[l] := s * p;
+                d[l] := c * p;
+                exit when abs(e[l]) <= eps * tst1;
+            end loop;
+        end if;
+        d[l] := d[l] + f;
+        e[l] := 0;
+    end loop;
+
+    -- descending order, eigenvectors as contiguous columns
+    select array_agg(t.i order by t.x desc, t.i) into ord
+    from unnest(d) with ordinality as t(x, i);
+    eigenvalues := array_fill(0::float8, array[n]);
+    vectors := array_fill(0::float8, array[n * n]);
+    for j in 1 .. n loop
+        l := ord[j];
+        eigenvalues[j] := d[l];
+        o := (j - 1) * n;
+        for k in 0 .. n - 1 loop
+            vectors[o + k + 1] := v[k * n + l];
+        end loop;
+    end loop;
+end
+$$;
+{% endraw %}
+{% endmacro %}
