@@ -1,0 +1,49 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TA := $(BIN)/traffic-anomalies
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test lint bench docs db-up db-down clean
+
+install: $(STAMP)
+
+# requirements.lock pins every transitive dependency, so a fresh install resolves the same way.
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]' 2>&1 | { grep -v 'is ignored' || true; }
+	touch $@
+
+db-up: install
+	$(TA) db up
+
+db-down: install
+	$(TA) db down
+
+# The main job end to end on the embedded default: sample lake, local database, nightly run.
+demo: install
+	$(TA) demo
+
+# Every test: database up, the pytest suite (dbt build on generated lakes included), lint.
+test: install
+	$(TA) db up
+	eval "$$($(TA) db env)" && $(BIN)/pytest -q
+	$(MAKE) --no-print-directory lint
+
+lint: install
+	eval "$$($(TA) db env)" && $(BIN)/sqlfluff lint models tests/generic analyses --processes 2
+
+bench: install
+	$(TA) db up
+	$(TA) bench
+
+docs: install
+	$(TA) docs
+
+clean:
+	rm -rf target logs

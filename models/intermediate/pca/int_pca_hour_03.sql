@@ -1,0 +1,1 @@
+{{ pca_hour_model() }}

@@ -1,0 +1,152 @@
+"""The foundation against the real database: lake → external tables → staging → hourly counts."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import subprocess
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import VENV_BIN, query
+
+# The generator's malformed kinds and the reason staging must give each.
+EXPECTED_REASONS = {
+    "bad_timestamp": {"bad_timestamp"},
+    "empty_user": {"empty_user"},
+    "wrong_column_count": {"wrong_column_count"},
+    "non_numeric_bytes": {"non_numeric_bytes"},
+    "negative_bytes": {"negative_bytes"},
+    "garbage_bytes": {"invalid_utf8", "control_characters", "wrong_column_count", "bad_timestamp"},
+}
+
+
+def expected_hourly_counts(lake: Path, malformed: set[tuple[str, str, int]]) -> Counter:
+    """Flows per (day, hour, user), counted in Python straight from the files."""
+    counts: Counter = Counter()
+    for path in sorted((lake / "flows").glob("dt=*/*.csv*")):
+        dt = path.parent.name.removeprefix("dt=")
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+            for number, line in enumerate(handle, start=1):
+                if number == 1 or (dt, path.name, number) in malformed:
+                    continue
+                fields = line.rstrip("\n").split(",")
+                stamp = fields[0]
+                when = (
+                    datetime.fromtimestamp(float(stamp), tz=timezone.utc)
+                    if stamp[:1].isdigit() and "-" not in stamp
+                    else datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+                )
+                counts[(when.date().isoformat(), when.hour, fields[1])] += 1
+    return counts
+
+
+@pytest.fixture(scope="module")
+def staged(module_dbt_project, sample_lake):
+    project = module_dbt_project
+    lake_root = str(Path(sample_lake.out_dir).resolve())
+    project.run("run-operation", "stage_external_sources", vars={"lake_root": lake_root})
+    project.run("build", "--select", "path:models/staging", "int_hourly_counts", vars={"lake_root": lake_root})
+    return project, Path(lake_root)
+
+
+def malformed_lines(lake: Path) -> dict[tuple[str, str, int], str]:
+    with open(lake / "malformed.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out = {}
+    for row in rows:
+        path = Path(row["file"])
+        dt = path.parent.name.removeprefix("dt=")
+        out[(dt, path.name, int(row["line_number"]))] = row["kind"]
+    return out
+
+
+def test_every_malformed_line_is_quarantined_with_its_reason(staged):
+    project, lake = staged
+    expected = malformed_lines(lake)
+    assert expected, "the sample lake should contain malformed lines"
+    got = {
+        (dt.isoformat(), source_file, line_number): reason
+        for dt, source_file, line_number, reason in query(
+            f"select dt, source_file, line_number, reject_reason from {project.relation('stg_flows__quarantine')}"
+        )
+    }
+    assert set(got) == set(expected)
+    wrong = {key: (expected[key], got[key]) for key in expected if got[key] not in EXPECTED_REASONS[expected[key]]}
+    assert not wrong, f"unexpected reasons: {list(wrong.items())[:10]}"
+
+
+def test_every_valid_line_reaches_stg_flows_once(staged):
+    project, lake = staged
+    malformed = malformed_lines(lake)
+    total_lines = sum(
+        count for (count,) in query(f"select sum(line_count) from {project.schema}_lake.flow_line_counts")
+    )
+    files = len(list((lake / "flows").glob("dt=*/*.csv*")))
+    (flows,) = query(f"select count(*) from {project.relation('stg_flows')}")[0]
+    (distinct,) = query(
+        f"select count(distinct (dt, source_file, line_number)) from {project.relation('stg_flows')}"
+    )[0]
+    assert flows == distinct == total_lines - files - len(malformed)
+
+
+def test_hourly_counts_match_an_independent_count_of_the_files(staged):
+    project, lake = staged
+    expected = expected_hourly_counts(lake, set(malformed_lines(lake)))
+    got = Counter({
+        (d.isoformat(), h, u): c
+        for d, h, u, c in query(
+            f"select activity_date, hour_of_day, user_name, flow_count from {project.relation('int_hourly_counts')}"
+        )
+    })
+    assert got == expected
+
+
+def test_both_timestamp_forms_are_parsed(staged):
+    project, _ = staged
+    forms = dict(query(f"select timestamp_format, count(*) from {project.relation('stg_flows')} group by 1"))
+    assert forms.get("iso8601", 0) > 0 and forms.get("epoch", 0) > 0
+
+
+def test_a_second_build_loads_nothing_twice(staged):
+    project, lake = staged
+    before = query(
+        f"select (select count(*) from {project.relation('stg_lake__flow_lines')}),"
+        f" (select sum(flow_count) from {project.relation('int_hourly_counts')})"
+    )
+    project.run("build", "--select", "path:models/staging", "int_hourly_counts", vars={"lake_root": str(lake)})
+    after = query(
+        f"select (select count(*) from {project.relation('stg_lake__flow_lines')}),"
+        f" (select sum(flow_count) from {project.relation('int_hourly_counts')})"
+    )
+    assert before == after
+
+
+@pytest.mark.parametrize(
+    "lake_root",
+    ["relative/path", "/tmp/x'; drop table y; --", "/tmp/$(touch /tmp/pwned)", "/tmp/../etc", "/tmp/a b"],
+)
+def test_hostile_lake_root_is_refused(dbt_project, lake_root):
+    result = dbt_project.run("run-operation", "stage_external_sources", vars={"lake_root": lake_root}, check=False)
+    assert result.returncode != 0
+    assert "lake_root must" in result.stdout
+    assert not Path("/tmp/pwned").exists()
+    assert query("select count(*) from pg_namespace where nspname = %s", (f"{dbt_project.schema}_lake",)) == [(0,)]
+
+
+def test_db_env_prints_exports_for_the_database_in_use(database):
+    out = subprocess.run([str(VENV_BIN / "traffic-anomalies"), "db", "env"], capture_output=True, text=True, check=True)
+    lines = dict(line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines())
+    assert set(lines) >= {"PGHOST", "PGPORT", "PGUSER", "PGDATABASE"}
+    assert lines["PGDATABASE"] == database["PGDATABASE"]
+
+
+def test_db_up_is_idempotent_and_status_reports_up(database):
+    for _ in range(2):
+        up = subprocess.run([str(VENV_BIN / "traffic-anomalies"), "db", "up"], capture_output=True, text=True)
+        assert up.returncode == 0, up.stderr
+    status = subprocess.run([str(VENV_BIN / "traffic-anomalies"), "db", "status"], capture_output=True, text=True)
+    assert status.returncode == 0 and " is up" in status.stdout
