@@ -1062,13 +1062,16 @@ _PORT_TEXT = np.array([str(p) for p in range(65536)], dtype=object)
 _PROTOCOL_TEXT = np.array(PROTOCOLS, dtype=object)
 
 
+@functools.lru_cache(maxsize=1)
+def _clock_table() -> tuple[str, ...]:
+    """'THH:MM:SSZ' for every second of a day."""
+    return tuple(f"T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z" for s in range(_SECONDS_PER_DAY))
+
+
 @functools.lru_cache(maxsize=4)
 def _iso_table(day: dt.date) -> np.ndarray:
     prefix = day.isoformat()
-    return np.array(
-        [f"{prefix}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z" for s in range(_SECONDS_PER_DAY)],
-        dtype=object,
-    )
+    return np.array([prefix + clock for clock in _clock_table()], dtype=object)
 
 
 def _timestamps(flows: _Flows, day: dt.date, epoch: bool) -> list[str]:
@@ -1319,6 +1322,20 @@ def _write_manifest(
 # --------------------------------------------------------------------------------------------
 
 
+def _anomalies_arg(text: str) -> list[AnomalySpec]:
+    try:
+        return parse_anomalies(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _date_arg(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``lake generate`` on a sub-command set; the handler is ``args.func``."""
     lake = subparsers.add_parser("lake", help="the sample data lake: generate")
@@ -1332,12 +1349,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     gen.add_argument("--out", required=True, type=Path, help="lake root directory")
     gen.add_argument("--users", type=int, default=DEFAULT_USERS, help=f"number of users (default {DEFAULT_USERS})")
     gen.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"number of days (default {DEFAULT_DAYS})")
-    gen.add_argument("--start", default=DEFAULT_START, help=f"first day, YYYY-MM-DD (default {DEFAULT_START})")
+    gen.add_argument("--start", type=_date_arg, default=_as_date(DEFAULT_START), help=f"first day, YYYY-MM-DD (default {DEFAULT_START})")
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     gen.add_argument("--clean", action="store_true", help="write no malformed lines")
     gen.add_argument("--parts-per-day", type=int, default=DEFAULT_PARTS_PER_DAY,
                      help=f"files per day (default {DEFAULT_PARTS_PER_DAY})")
-    gen.add_argument("--anomalies", type=parse_anomalies, default=None, metavar="KIND:MAG:COUNT,...",
+    gen.add_argument("--anomalies", type=_anomalies_arg, default=None, metavar="KIND:MAG:COUNT,...",
                      help="anomalies to inject, e.g. spike:10:2,port_scan:20:1 ('none' for none; "
                      f"kinds: {', '.join(ANOMALY_KINDS)}); default: a handful of mixed ones")
     gen.add_argument("--malformed-rate", type=float, default=DEFAULT_MALFORMED_RATE,
@@ -1375,7 +1392,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m traffic_anomalies.lake")
+    parser = argparse.ArgumentParser(prog="traffic-anomalies")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["lake", *(sys.argv[1:] if argv is None else argv)])
     return int(args.func(args) or 0)
