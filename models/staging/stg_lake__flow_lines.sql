@@ -82,6 +82,9 @@ fields as (
         fields[7] as bytes_text,
         {{ parse_flow_timestamp('fields[1]') }} as started_at
     from split
+    -- offset 0 keeps the planner from inlining this CTE into the next ones, which would
+    -- re-evaluate the parse for every column that uses it (15x slower on 20 M lines)
+    offset 0
 
 ),
 
@@ -111,6 +114,7 @@ classified as (
             when length(bytes_text) > 13 then 'bytes_out_of_range'
         end as reject_reason
     from fields
+    offset 0
 
 ),
 
