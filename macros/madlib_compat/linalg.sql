@@ -190,6 +190,7 @@ language plpgsql immutable as $$
 declare
     n int := p_n;
     v float8[] := p_a;                 -- V[i][j] = v[i*n + j + 1], 0-based i, j
+    vt float8[];
     d float8[] := array_fill(0::float8, array[p_n]);
     e float8[] := array_fill(0::float8, array[p_n]);
     i int; j int; k int; l int; m int; o int; oj int; ok int;
@@ -314,6 +315,16 @@ begin
     v[n * n] := 1;
     e[1] := 0;
 
+    -- QL rotates pairs of eigenvector columns: store V transposed so that a
+    -- column is a contiguous run (vt[(c-1)*n + k], 1-based c, k)
+    vt := array_fill(0::float8, array[n * n]);
+    for k in 0 .. n - 1 loop
+        o := k * n;
+        for j in 0 .. n - 1 loop
+            vt[j * n + k + 1] := v[o + j + 1];
+        end loop;
+    end loop;
+
     -- implicit QL iterations on the tridiagonal matrix
     for i in 2 .. n loop
         e[i - 1] := e[i];
@@ -368,12 +379,13 @@ begin
                     c := p / r;
                     p := c * d[i] - s * g;
                     d[i + 1] := h + s * (c * g + s * d[i]);
-                    -- rotate columns i and i+1 of V (1-based column numbers)
-                    for k in 0 .. n - 1 loop
-                        ok := k * n + i;
-                        h := v[ok + 1];
-                        v[ok + 1] := s * v[ok] + c * h;
-                        v[ok] := c * v[ok] - s * h;
+                    -- rotate eigenvector columns i and i+1
+                    o := (i - 1) * n;
+                    oj := i * n;
+                    for k in 1 .. n loop
+                        h := vt[oj + k];
+                        vt[oj + k] := s * vt[o + k] + c * h;
+                        vt[o + k] := c * vt[o + k] - s * h;
                     end loop;
                 end loop;
                 p := -s * s2 * c3 * el1 * e[l] / dl1;
@@ -394,10 +406,7 @@ begin
     for j in 1 .. n loop
         l := ord[j];
         eigenvalues[j] := d[l];
-        o := (j - 1) * n;
-        for k in 0 .. n - 1 loop
-            vectors[o + k + 1] := v[k * n + l];
-        end loop;
+        vectors[(j - 1) * n + 1 : j * n] := vt[(l - 1) * n + 1 : l * n];
     end loop;
 end
 $$;

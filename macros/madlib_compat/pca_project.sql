@@ -138,36 +138,36 @@ begin
         v_gdefs := ', ' || v_gdefs;
         v_gsel := ', ' || v_gsel;
         execute format(
-            'create temp table __mp_g as select (row_number() over (order by %1$s))::int as grp, %1$s
+            'create temp table __mp_g as select (row_number() over (order by %1$s))::int as __gid, %1$s
                from (select distinct %1$s from %2$s) s',
             array_to_string(v_gcols, ', '), v_pcq);
         v_gjoin_pc := 'join pg_temp.__mp_g g on ' || v_gjoin_pc;
         v_src_sql := format(
-            'select g.grp, s.%s::int4 as r, s.%s::int4 as c, s.%s::float8 as v from %s s join pg_temp.__mp_g g on %s where s.%s is not null',
+            'select g.__gid, s.%s::int4 as r, s.%s::int4 as c, s.%s::float8 as v from %s s join pg_temp.__mp_g g on %s where s.%s is not null',
             v_r, v_c, v_v, v_srcq, v_gjoin_src, v_v);
     else
-        create temp table __mp_g as select 1::int as grp;
+        create temp table __mp_g as select 1::int as __gid;
         v_gjoin_pc := 'cross join pg_temp.__mp_g g';
         v_src_sql := format(
-            'select 1 as grp, s.%s::int4 as r, s.%s::int4 as c, s.%s::float8 as v from %s s where s.%s is not null',
+            'select 1 as __gid, s.%s::int4 as r, s.%s::int4 as c, s.%s::float8 as v from %s s where s.%s is not null',
             v_r, v_c, v_v, v_srcq, v_v);
     end if;
 
     -- ------------------------------------------------------------- model
     execute format(
         'create temp table __mp_pc as
-           select g.grp, t.row_id::int as i, t.principal_components::float8[] as pc
+           select g.__gid, t.row_id::int as i, t.principal_components::float8[] as pc
            from %s t %s', v_pcq, v_gjoin_pc);
     execute format(
         'create temp table __mp_mean as
-           select g.grp, t.column_mean::float8[] as mu
+           select g.__gid, t.column_mean::float8[] as mu
            from %s t %s', v_meanq, v_gjoin_pc);
     if exists (select 1 from pg_temp.__mp_pc where coalesce(cardinality(pc), 0) <> m)
        or exists (select 1 from pg_temp.__mp_mean where coalesce(cardinality(mu), 0) <> m) then
         raise exception 'PCA error: col_dim (%) does not match the dimension of the principal components in %', m, pc_table;
     end if;
     select coalesce(max(cnt), 0) into v_kmax
-    from (select grp, count(*) as cnt from pg_temp.__mp_pc group by grp) q;
+    from (select __gid, count(*) as cnt from pg_temp.__mp_pc group by __gid) q;
 
     -- ------------------------------------------------ validation of indices
     execute format(
@@ -176,7 +176,7 @@ begin
     if v_bad > 0 then
         raise exception 'Matrix error: Invalid index in matrix (%). All row and column indices must be in the range [1, DIM]', source_table;
     end if;
-    execute format('select count(*) from (select 1 from (%s) x group by grp, r, c having count(*) > 1) d', v_src_sql)
+    execute format('select count(*) from (select 1 from (%s) x group by __gid, r, c having count(*) > 1) d', v_src_sql)
         into v_bad;
     if v_bad > 0 then
         raise exception 'Matrix error: Following entries are duplicated in sparse matrix (%)', source_table;
@@ -195,30 +195,30 @@ begin
     if v_kmax > 0 then
         -- components transposed: p_c = (V[c,1], ..., V[c,kmax]), zero padded per group
         create temp table __mp_p as
-        select q.grp, q.c, q.p || array_fill(0::float8, array[v_kmax - cardinality(q.p)]) as p
-        from (select t.grp, u.c::int as c, array_agg(u.x order by t.i) as p
+        select q.__gid, q.c, q.p || array_fill(0::float8, array[v_kmax - cardinality(q.p)]) as p
+        from (select t.__gid, u.c::int as c, array_agg(u.x order by t.i) as p
               from pg_temp.__mp_pc t cross join lateral unnest(t.pc) with ordinality u(x, c)
-              group by t.grp, u.c) q;
+              group by t.__gid, u.c) q;
         -- mean . V, subtracted from every projected row: (x - mean) V = xV - mean V
         execute format(
             'create temp table __mp_b as
-               select p.grp, %s as b
-               from pg_temp.__mp_p p join pg_temp.__mp_mean mn on mn.grp = p.grp
-               group by p.grp',
+               select p.__gid, %s as b
+               from pg_temp.__mp_p p join pg_temp.__mp_mean mn on mn.__gid = p.__gid
+               group by p.__gid',
             madlib_compat._wide_sum('mn.mu[p.c]', 'p.p', v_kmax));
         execute format(
             'create temp table __mp_y as
-               select x.grp, x.r, %s as y
-               from (%s) x join pg_temp.__mp_p p on p.grp = x.grp and p.c = x.c
-               group by x.grp, x.r',
+               select x.__gid, x.r, %s as y
+               from (%s) x join pg_temp.__mp_p p on p.__gid = x.__gid and p.c = x.c
+               group by x.__gid, x.r',
             madlib_compat._wide_sum('x.v', 'p.p', v_kmax), v_src_sql);
         -- centred projections of every row 1..row_dim (rows without a
         -- non-zero project to -mean V)
         execute format(
             'create temp table __mp_o as
-               select b.grp, gs.r, array[%s]::float8[] as z
+               select b.__gid, gs.r, array[%s]::float8[] as z
                from pg_temp.__mp_b b cross join generate_series(1, $1) gs(r)
-               left join pg_temp.__mp_y y on y.grp = b.grp and y.r = gs.r',
+               left join pg_temp.__mp_y y on y.__gid = b.__gid and y.r = gs.r',
             (select string_agg(format('coalesce(y.y[%1$s], 0) - b.b[%1$s]', ix), ', ' order by ix)
              from generate_series(1, v_kmax) ix))
             using n;
@@ -226,9 +226,9 @@ begin
             'insert into %s
              select o.r, o.z[1:kk.k] %s
              from pg_temp.__mp_o o
-             join (select grp, count(*)::int as k from pg_temp.__mp_pc group by grp) kk on kk.grp = o.grp
-             join pg_temp.__mp_g g on g.grp = o.grp
-             order by o.grp, o.r',
+             join (select __gid, count(*)::int as k from pg_temp.__mp_pc group by __gid) kk on kk.__gid = o.__gid
+             join pg_temp.__mp_g g on g.__gid = o.__gid
+             order by o.__gid, o.r',
             v_outq, v_gsel);
     end if;
 
@@ -240,14 +240,14 @@ begin
                     from generate_series(1, v_kmax) ix) || ')';
             execute format(
                 'create temp table __mp_r as
-                 select o.grp, o.r, %2$s as rv, sum(e.val * e.val) as rss
+                 select o.__gid, o.r, %2$s as rv, sum(e.val * e.val) as rss
                  from pg_temp.__mp_o o
-                 join pg_temp.__mp_mean mn on mn.grp = o.grp
+                 join pg_temp.__mp_mean mn on mn.__gid = o.__gid
                  cross join generate_series(1, $1) gs(c)
-                 join pg_temp.__mp_p p on p.grp = o.grp and p.c = gs.c
-                 left join (%3$s) x on x.grp = o.grp and x.r = o.r and x.c = gs.c
+                 join pg_temp.__mp_p p on p.__gid = o.__gid and p.c = gs.c
+                 left join (%3$s) x on x.__gid = o.__gid and x.r = o.r and x.c = gs.c
                  cross join lateral (select %1$s as val) e
-                 group by o.grp, o.r',
+                 group by o.__gid, o.r',
                 v_resid_expr,
                 case when v_resq is not null then 'array_agg(e.val order by gs.c)' else 'null::float8[]' end,
                 v_src_sql)
@@ -255,20 +255,20 @@ begin
         else
             execute format(
                 'create temp table __mp_r as
-                 select mn.grp, gs.r, %1$s as rv, sum(e.val * e.val) as rss
+                 select mn.__gid, gs.r, %1$s as rv, sum(e.val * e.val) as rss
                  from pg_temp.__mp_mean mn
                  cross join generate_series(1, $2) gs(r)
                  cross join generate_series(1, $1) gc(c)
-                 left join (%2$s) x on x.grp = mn.grp and x.r = gs.r and x.c = gc.c
+                 left join (%2$s) x on x.__gid = mn.__gid and x.r = gs.r and x.c = gc.c
                  cross join lateral (select coalesce(x.v, 0) - mn.mu[gc.c] as val) e
-                 group by mn.grp, gs.r',
+                 group by mn.__gid, gs.r',
                 case when v_resq is not null then 'array_agg(e.val order by gc.c)' else 'null::float8[]' end,
                 v_src_sql)
                 using m, n;
         end if;
         if v_resq is not null then
             execute format(
-                'insert into %s select r.r, r.rv %s from pg_temp.__mp_r r join pg_temp.__mp_g g on g.grp = r.grp order by r.grp, r.r',
+                'insert into %s select r.r, r.rv %s from pg_temp.__mp_r r join pg_temp.__mp_g g on g.__gid = r.__gid order by r.__gid, r.r',
                 v_resq, v_gsel);
         end if;
         if v_sumq is not null then
@@ -278,10 +278,10 @@ begin
                 'insert into %s
                  select $1, rn.nr,
                         case when coalesce(sn.ns, 0) > 1e-6 then rn.nr / sn.ns else 0 end %s
-                 from (select grp, sqrt(sum(rss)) as nr from pg_temp.__mp_r group by grp) rn
-                 join pg_temp.__mp_g g on g.grp = rn.grp
-                 left join (select grp, sqrt(sum(v * v)) as ns from (%s) x group by grp) sn on sn.grp = rn.grp
-                 order by rn.grp',
+                 from (select __gid, sqrt(sum(rss)) as nr from pg_temp.__mp_r group by __gid) rn
+                 join pg_temp.__mp_g g on g.__gid = rn.__gid
+                 left join (select __gid, sqrt(sum(v * v)) as ns from (%s) x group by __gid) sn on sn.__gid = rn.__gid
+                 order by rn.__gid',
                 v_sumq, v_gsel, v_src_sql)
                 using extract(epoch from clock_timestamp() - t0) * 1000;
         end if;

@@ -210,18 +210,18 @@ begin
         v_gsel := ', ' || v_gsel;
         -- rows whose grouping value is null belong to no group (equality join)
         execute format(
-            'create temp table __mc_g as select (row_number() over (order by %1$s))::int as grp, %1$s
+            'create temp table __mc_g as select (row_number() over (order by %1$s))::int as __gid, %1$s
                from (select distinct %1$s from %2$s where %3$s) s',
             array_to_string(v_gcols, ', '), v_srcq,
             (select string_agg(x || ' is not null', ' and ') from unnest(v_gcols) x));
         v_src_sql := format(
-            'select g.grp, s.%s::int4 as a, s.%s::int4 as b, s.%s::float8 as v from %s s join pg_temp.__mc_g g on %s where s.%s is not null',
+            'select g.__gid, s.%s::int4 as a, s.%s::int4 as b, s.%s::float8 as v from %s s join pg_temp.__mc_g g on %s where s.%s is not null',
             case when v_wide then v_r else v_c end, case when v_wide then v_c else v_r end,
             v_v, v_srcq, v_gjoin, v_v);
     else
-        create temp table __mc_g as select 1::int as grp;
+        create temp table __mc_g as select 1::int as __gid;
         v_src_sql := format(
-            'select 1 as grp, s.%s::int4 as a, s.%s::int4 as b, s.%s::float8 as v from %s s where s.%s is not null',
+            'select 1 as __gid, s.%s::int4 as a, s.%s::int4 as b, s.%s::float8 as v from %s s where s.%s is not null',
             case when v_wide then v_r else v_c end, case when v_wide then v_c else v_r end,
             v_v, v_srcq, v_v);
     end if;
@@ -238,47 +238,47 @@ begin
     -- one dense ns-vector per row (tall) / column (wide); _scatter rejects duplicates
     execute format(
         'create temp table __mc_dv as
-           select grp, b, madlib_compat._scatter($1, array_agg(a), array_agg(v)) as d, sum(v) as sb
-           from (%s) x group by grp, b', v_src_sql) using ns;
+           select __gid, b, madlib_compat._scatter($1, array_agg(a), array_agg(v)) as d, sum(v) as sb
+           from (%s) x group by __gid, b', v_src_sql) using ns;
     -- column sums (for the means)
     if v_wide then
-        create temp table __mc_cs as select grp, b as c, sb as s from pg_temp.__mc_dv;
+        create temp table __mc_cs as select __gid, b as c, sb as s from pg_temp.__mc_dv;
     else
-        execute format('create temp table __mc_cs as select grp, a as c, sum(v) as s from (%s) x group by grp, a', v_src_sql);
+        execute format('create temp table __mc_cs as select __gid, a as c, sum(v) as s from (%s) x group by __gid, a', v_src_sql);
     end if;
 
     -- ------------------------------------------------------- Gram matrices
     if ns <= v_wide_max then
         execute format(
             'create temp table __mc_k as
-               select x.grp, x.a, %s as kr
-               from (%s) x join pg_temp.__mc_dv dv on dv.grp = x.grp and dv.b = x.b
-               group by x.grp, x.a',
+               select x.__gid, x.a, %s as kr
+               from (%s) x join pg_temp.__mc_dv dv on dv.__gid = x.__gid and dv.b = x.b
+               group by x.__gid, x.a',
             madlib_compat._wide_sum('x.v', 'dv.d', ns), v_src_sql);
     else
         -- very large small side: plain sparse self-join (no wide expression)
         execute format(
             'create temp table __mc_k as
-               select grp, a1 as a, madlib_compat._scatter($1, array_agg(a2), array_agg(s)) as kr
-               from (select x.grp, x.a as a1, y.a as a2, sum(x.v * y.v) as s
-                     from (%1$s) x join (%1$s) y on x.grp = y.grp and x.b = y.b
+               select __gid, a1 as a, madlib_compat._scatter($1, array_agg(a2), array_agg(s)) as kr
+               from (select x.__gid, x.a as a1, y.a as a2, sum(x.v * y.v) as s
+                     from (%1$s) x join (%1$s) y on x.__gid = y.__gid and x.b = y.b
                      group by 1, 2, 3) p
-               group by grp, a1', v_src_sql) using ns;
+               group by __gid, a1', v_src_sql) using ns;
     end if;
 
-    create temp table __mc_w (grp int, a int, w float8[]);
-    create temp table __mc_sg (grp int, kg int, lam float8[], total float8, resid float8,
+    create temp table __mc_w (__gid int, a int, w float8[]);
+    create temp table __mc_sg (__gid int, kg int, lam float8[], total float8, resid float8,
                                shift float8[], sig float8[], vec float8[]);
 
     -- --------------------------------------------- per group: small eigenproblem
-    for v_grp in select grp from pg_temp.__mc_g order by grp loop
+    for v_grp in select __gid from pg_temp.__mc_g order by __gid loop
         select array(select unnest(q.x)) into v_kr
         from (select array_agg(coalesce(gk.kr, array_fill(0::float8, array[ns])) order by gs.a) as x
               from generate_series(1, ns) gs(a)
-              left join pg_temp.__mc_k gk on gk.grp = v_grp and gk.a = gs.a) q;
+              left join pg_temp.__mc_k gk on gk.__gid = v_grp and gk.a = gs.a) q;
         select array_agg(coalesce(cs.s, 0) order by gs.c) into v_cs
         from generate_series(1, m) gs(c)
-        left join pg_temp.__mc_cs cs on cs.grp = v_grp and cs.c = gs.c;
+        left join pg_temp.__mc_cs cs on cs.__gid = v_grp and cs.c = gs.c;
 
         -- centre: wide G = H K H (H = I - 11'/n); tall C = X'X - s s'/n
         v_g := v_kr;
@@ -405,25 +405,25 @@ begin
     if v_kmax > 0 then
         execute format(
             'create temp table __mc_y as
-               select x.grp, x.b, %s as y
-               from (%s) x join pg_temp.__mc_w w on w.grp = x.grp and w.a = x.a
-               group by x.grp, x.b',
+               select x.__gid, x.b, %s as y
+               from (%s) x join pg_temp.__mc_w w on w.__gid = x.__gid and w.a = x.a
+               group by x.__gid, x.b',
             madlib_compat._wide_sum('x.v', 'w.w', v_kmax), v_src_sql);
         -- Singular values recomputed from the product (sigma_i = |Xc v_i|):
         -- more accurate for small components than sqrt(eigenvalue of the Gram).
         if v_wide then
             execute format(
                 'update pg_temp.__mc_sg sg set sig = q.sig
-                   from (select grp, array[%s]::float8[] as sig from pg_temp.__mc_y group by grp) q
-                  where q.grp = sg.grp',
+                   from (select __gid, array[%s]::float8[] as sig from pg_temp.__mc_y group by __gid) q
+                  where q.__gid = sg.__gid',
                 (select string_agg(format('sqrt(sum(y[%s]*y[%s]))', ix, ix), ', ' order by ix)
                  from generate_series(1, v_kmax) ix));
         else
             for v_grp, v_kg, v_shift in
-                select grp, kg, shift from pg_temp.__mc_sg where kg > 0 order by grp
+                select __gid, kg, shift from pg_temp.__mc_sg where kg > 0 order by __gid
             loop
                 execute format(
-                    'select count(*), array[%s]::float8[] from pg_temp.__mc_y where grp = $1',
+                    'select count(*), array[%s]::float8[] from pg_temp.__mc_y where __gid = $1',
                     (select string_agg(format('sum((y[%1$s]-$2[%1$s])*(y[%1$s]-$2[%1$s]))', ix), ', ' order by ix)
                      from generate_series(1, v_kg) ix))
                     into v_cnt, v_sq using v_grp, v_shift;
@@ -432,7 +432,7 @@ begin
                     -- rows without any non-zero contribute (0 - shift)^2
                     v_sig[i] := sqrt(coalesce(v_sq[i], 0) + (n - v_cnt) * v_shift[i] * v_shift[i]);
                 end loop;
-                update pg_temp.__mc_sg set sig = v_sig where grp = v_grp;
+                update pg_temp.__mc_sg set sig = v_sig where __gid = v_grp;
             end loop;
         end if;
     end if;
@@ -448,35 +448,36 @@ begin
 
     if v_kmax > 0 then
         if v_wide then
+            -- one sort per group builds the col_dim x k matrix; component i is
+            -- then its i-th column (an array_agg(... order by) per component
+            -- would sort col_dim rows k times)
             execute format(
                 'insert into %s
-                 select t.i, t.pc, sg.sig[t.i] / sqrt($2 - 1), sg.sig[t.i] * sg.sig[t.i] / sg.total %s
-                 from (select x.grp, %s
-                       from (select sg.grp, sg.sig, gs.c
+                 select t.i,
+                        array(select u.x / sg.sig[t.i]
+                              from unnest(q.yy[1:$1][t.i:t.i]) with ordinality u(x, o) order by u.o),
+                        sg.sig[t.i] / sqrt($2 - 1), sg.sig[t.i] * sg.sig[t.i] / sg.total %s
+                 from (select x.__gid, array_agg(coalesce(y.y, $3) order by x.c) as yy
+                       from (select sg.__gid, gs.c
                              from pg_temp.__mc_sg sg cross join generate_series(1, $1) gs(c)
                              where sg.kg > 0) x
-                       left join pg_temp.__mc_y y on y.grp = x.grp and y.b = x.c
-                       group by x.grp) q
-                 join pg_temp.__mc_sg sg on sg.grp = q.grp
-                 join pg_temp.__mc_g g on g.grp = q.grp
-                 cross join lateral (values %s) t(i, pc)
-                 where t.i <= sg.kg
-                 order by q.grp, t.i',
-                v_pcq, v_gsel,
-                (select string_agg(format('array_agg(coalesce(y.y[%1$s], 0) / x.sig[%1$s] order by x.c) as a%1$s', ix), ', ' order by ix)
-                 from generate_series(1, v_kmax) ix),
-                (select string_agg(format('(%1$s, q.a%1$s)', ix), ', ' order by ix)
-                 from generate_series(1, v_kmax) ix))
-                using m, n;
+                       left join pg_temp.__mc_y y on y.__gid = x.__gid and y.b = x.c
+                       group by x.__gid) q
+                 join pg_temp.__mc_sg sg on sg.__gid = q.__gid
+                 join pg_temp.__mc_g g on g.__gid = q.__gid
+                 cross join lateral generate_series(1, sg.kg) t(i)
+                 order by q.__gid, t.i',
+                v_pcq, v_gsel)
+                using m, n, array_fill(0::float8, array[v_kmax]);
         else
             execute format(
                 'insert into %s
                  select t.i, sg.vec[(t.i - 1) * $1 + 1 : t.i * $1], sg.sig[t.i] / sqrt($2 - 1),
                         sg.sig[t.i] * sg.sig[t.i] / sg.total %s
                  from pg_temp.__mc_sg sg
-                 join pg_temp.__mc_g g on g.grp = sg.grp
+                 join pg_temp.__mc_g g on g.__gid = sg.__gid
                  cross join lateral generate_series(1, sg.kg) t(i)
-                 order by sg.grp, t.i',
+                 order by sg.__gid, t.i',
                 v_pcq, v_gsel)
                 using m, n;
         end if;
@@ -485,12 +486,12 @@ begin
     execute format(
         'insert into %s
          select q.cm %s
-         from (select gg.grp, array_agg(coalesce(cs.s, 0) / $2 order by gs.c) as cm
+         from (select gg.__gid, array_agg(coalesce(cs.s, 0) / $2 order by gs.c) as cm
                from pg_temp.__mc_g gg cross join generate_series(1, $1) gs(c)
-               left join pg_temp.__mc_cs cs on cs.grp = gg.grp and cs.c = gs.c
-               group by gg.grp) q
-         join pg_temp.__mc_g g on g.grp = q.grp
-         order by q.grp',
+               left join pg_temp.__mc_cs cs on cs.__gid = gg.__gid and cs.c = gs.c
+               group by gg.__gid) q
+         join pg_temp.__mc_g g on g.__gid = q.__gid
+         order by q.__gid',
         v_meanq, v_gsel)
         using m, n::float8;
 
@@ -506,8 +507,8 @@ begin
             'insert into %s
              select $1, round(($2)::numeric, 3), sg.kg, sqrt(sg.resid / ($1::float8 * $3)),
                     case when sg.total > 0 then sqrt(sg.resid / sg.total) else 0 end, false %s
-             from pg_temp.__mc_sg sg join pg_temp.__mc_g g on g.grp = sg.grp
-             order by sg.grp',
+             from pg_temp.__mc_sg sg join pg_temp.__mc_g g on g.__gid = sg.__gid
+             order by sg.__gid',
             v_sumq, v_gsel)
             using n, extract(epoch from clock_timestamp() - t0) * 1000, m;
     end if;

@@ -1,0 +1,462 @@
+"""madlib_compat.pca_sparse_train / pca_sparse_project against numpy, in the real database.
+
+Every test builds its matrices with numpy, loads them as sparse triples, runs the
+SQL implementation and compares real numbers with a centred numpy SVD.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+
+import numpy as np
+import psycopg2
+import pytest
+
+from _pca_reference import (
+    REPO,
+    append_sparse,
+    expected_k,
+    load_sparse,
+    madlib_compat_ddl,
+    reference,
+    sigma_tolerance,
+    vector_tolerance,
+)
+
+
+def _connect():
+    conn = psycopg2.connect("")  # PG* variables name the test database
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="module")
+def installed():
+    conn = _connect()
+    conn.cursor().execute(madlib_compat_ddl())
+    conn.close()
+    return True
+
+
+class _Cursor(psycopg2.extensions.cursor):
+    schema: str = ""
+
+
+@pytest.fixture()
+def db(installed):
+    """A cursor whose search_path starts with a fresh schema of this test's own."""
+    conn = _connect()
+    cur = conn.cursor(cursor_factory=_Cursor)
+    schema = f"mc_{uuid.uuid4().hex[:10]}"
+    cur.execute(f"create schema {schema}")
+    cur.execute(f"set search_path to {schema}, public")
+    cur.schema = schema
+    yield cur
+    cur.execute(f"drop schema {schema} cascade")
+    conn.close()
+
+
+def sparse_random(rng, n, m, density=0.35, scale=5.0):
+    X = rng.random((n, m)) * scale * (rng.random((n, m)) < density)
+    return np.round(X, 6)
+
+
+def train(cur, source, out, X, components, summary=None, grouping=None, **kw):
+    n, m = X.shape
+    if isinstance(components, float):
+        comp_sql = "%s::double precision"
+    else:
+        comp_sql = "%s::integer"
+    cur.execute(
+        f"select madlib_compat.pca_sparse_train(%s, %s, 'row_id', 'col_id', 'val', %s, %s, {comp_sql}, %s, 0, false, %s)",
+        (source, out, n, m, components, grouping, summary),
+    )
+
+
+def fetch_pc(cur, table, where=""):
+    cur.execute(f"select row_id, principal_components, std_dev, proportion from {table} {where} order by row_id")
+    return cur.fetchall()
+
+
+def assert_matches_numpy(rows, X, k_expected):
+    n, m = X.shape
+    mean, s, vt = reference(X)
+    ns = min(n, m)
+    assert [r[0] for r in rows] == list(range(1, k_expected + 1))
+    total = np.sum(s ** 2)
+    for row_id, pc, sd, prop in rows:
+        i = row_id - 1
+        sigma = sd * np.sqrt(n - 1)
+        assert abs(sigma - s[i]) <= sigma_tolerance(s, i, ns), (row_id, sigma, s[i])
+        # proportion = sigma^2 / total: same relative bound, doubled
+        assert abs(prop - s[i] ** 2 / total) <= 2 * sigma_tolerance(s, i, ns) / s[i] * s[i] ** 2 / total
+        v = np.asarray(pc)
+        assert v.shape == (m,)
+        assert abs(np.linalg.norm(v) - 1) < 1e-10
+        sign = np.sign(v @ vt[i])
+        assert np.max(np.abs(sign * v - vt[i])) <= vector_tolerance(s, i, ns), row_id
+
+
+def assert_mean(cur, table, X, where=""):
+    cur.execute(f"select column_mean from {table} {where}")
+    (mean,) = cur.fetchone()
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-12, atol=1e-14 * np.abs(X).max())
+
+
+# --------------------------------------------------------------------- shapes
+@pytest.mark.parametrize("shape", [(40, 12), (12, 40), (15, 15), (30, 200), (200, 9)])
+@pytest.mark.parametrize("components", [3, 0.8])
+def test_random_sparse_matches_numpy(db, shape, components):
+    rng = np.random.default_rng(hash((shape, str(components))) % 2**32)
+    X = sparse_random(rng, *shape)
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, components)
+    _, s, _ = reference(X)
+    k = components if isinstance(components, int) else expected_k(s, components)
+    assert k >= 1
+    assert_matches_numpy(fetch_pc(db, "pc"), X, k)
+    assert_mean(db, "pc_mean", X)
+
+
+def test_many_seeds_full_spectrum(db):
+    """All non-zero components (proportion 1.0) of several random matrices."""
+    for seed in range(6):
+        rng = np.random.default_rng(100 + seed)
+        n, m = rng.integers(3, 25, size=2)
+        X = sparse_random(rng, n, m, density=rng.uniform(0.2, 0.9))
+        if not np.any(X):
+            continue
+        load_sparse(db, f"m{seed}", X)
+        train(db, f"m{seed}", f"pc{seed}", X, 1.0)
+        _, s, _ = reference(X)
+        rows = fetch_pc(db, f"pc{seed}")
+        assert_matches_numpy(rows, X, expected_k(s, 1.0))
+        # all components together explain everything
+        assert abs(sum(r[3] for r in rows) - 1) < 1e-9
+
+
+def test_integer_one_versus_float_one(db):
+    rng = np.random.default_rng(7)
+    X = sparse_random(rng, 10, 6)
+    load_sparse(db, "m", X)
+    db.execute("select madlib_compat.pca_sparse_train('m', 'one', 'row_id', 'col_id', 'val', 10, 6, 1)")
+    db.execute("select madlib_compat.pca_sparse_train('m', 'all', 'row_id', 'col_id', 'val', 10, 6, 1.0)")
+    assert len(fetch_pc(db, "one")) == 1
+    assert len(fetch_pc(db, '"all"')) == 6
+
+
+def test_rank_deficient_emits_only_nonzero_components(db):
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(12, 3)) @ rng.normal(size=(3, 25))   # rank 3, centred rank <= 3
+    load_sparse(db, "m", X)
+    db.connection.notices.clear()
+    train(db, "m", "pc", X, 7)
+    rows = fetch_pc(db, "pc")
+    _, s, _ = reference(X)
+    assert s[3] < 1e-12 * s[0]
+    assert_matches_numpy(rows, X, 3)
+    assert any("Outputing only 3 instead of 7" in msg for msg in db.connection.notices)
+
+
+def test_all_zero_columns(db):
+    rng = np.random.default_rng(12)
+    X = sparse_random(rng, 9, 20, density=0.6)
+    X[:, [0, 5, 6, 19]] = 0
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, 4)
+    rows = fetch_pc(db, "pc")
+    assert_matches_numpy(rows, X, 4)
+    for row in rows:
+        assert all(row[1][j] == 0 for j in (0, 5, 6, 19))
+    assert_mean(db, "pc_mean", X)
+
+
+def test_single_nonzero_row(db):
+    X = np.zeros((6, 10))
+    X[2] = np.arange(1, 11) * (np.arange(10) % 3 != 0)
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, 1)
+    assert_matches_numpy(fetch_pc(db, "pc"), X, 1)
+
+
+def test_tall_and_long_form_gram_paths_agree(db):
+    """The sparse self-join used beyond madlib_compat.gram_wide_max gives the same numbers."""
+    rng = np.random.default_rng(13)
+    X = sparse_random(rng, 30, 11)
+    load_sparse(db, "m", X)
+    db.execute("set madlib_compat.gram_wide_max = 4")
+    train(db, "m", "pc", X, 5)
+    db.execute("reset madlib_compat.gram_wide_max")
+    assert_matches_numpy(fetch_pc(db, "pc"), X, 5)
+
+
+# ------------------------------------------------------------ proportion rule
+def test_proportion_rule_first_component_99_1_percent(db):
+    rng = np.random.default_rng(21)
+    n, m = 30, 8
+    t = rng.normal(size=n)
+    direction = np.ones(m) / np.sqrt(m)
+    noise = rng.normal(size=(n, m))
+    noise -= noise.mean(0)
+    noise -= np.outer(noise @ direction, direction)          # noise orthogonal to the signal ...
+    t -= t.mean()
+    noise -= np.outer(t, t @ noise) / (t @ t)                # ... on both sides
+    # scale so that the first component explains 99.1% of the variance
+    a = np.sqrt(0.991 / 0.009 * np.sum(noise ** 2) / np.sum(t ** 2))
+    X = 10 + np.outer(a * t, direction) + noise
+    _, s, _ = reference(X)
+    first = s[0] ** 2 / np.sum(s ** 2)
+    assert abs(first - 0.991) < 1e-9
+    load_sparse(db, "m", X)
+    train(db, "m", "p99", X, 0.99)
+    train(db, "m", "p995", X, 0.995)
+    rows99 = fetch_pc(db, "p99")
+    assert len(rows99) == 1
+    assert abs(rows99[0][3] - 0.991) < 1e-9
+    assert len(fetch_pc(db, "p995")) == expected_k(s, 0.995) >= 2
+
+
+def test_lanczos_iter_caps_proportion(db):
+    rng = np.random.default_rng(22)
+    X = sparse_random(rng, 20, 10)
+    load_sparse(db, "m", X)
+    db.execute("select madlib_compat.pca_sparse_train('m', 'pc', 'row_id', 'col_id', 'val', 20, 10, 1.0, null, 2)")
+    assert len(fetch_pc(db, "pc")) == 2
+
+
+# ------------------------------------------------------------------ grouping
+def test_grouping_one_pca_per_group(db):
+    rng = np.random.default_rng(31)
+    mats = {"a": sparse_random(rng, 10, 25), "b": sparse_random(rng, 10, 25, density=0.7), "c": sparse_random(rng, 10, 25)}
+    db.execute("create table g (row_id integer, col_id integer, val double precision, grp text, hour int)")
+    for h, (name, X) in enumerate(mats.items()):
+        append_sparse(db, "g", X, {"grp": ("text", name), "hour": ("int", h)})
+    db.execute("select madlib_compat.pca_sparse_train('g', 'pc', 'row_id', 'col_id', 'val', 10, 25, 0.9, 'grp, hour', 0, false, 'summ')")
+    for h, (name, X) in enumerate(mats.items()):
+        _, s, _ = reference(X)
+        rows = fetch_pc(db, "pc", f"where grp = '{name}' and hour = {h}")
+        assert_matches_numpy(rows, X, expected_k(s, 0.9))
+        assert_mean(db, "pc_mean", X, f"where grp = '{name}'")
+    db.execute("select grp, iter from summ order by grp")
+    assert [r[0] for r in db.fetchall()] == ["a", "b", "c"]
+    db.execute("select count(*) from information_schema.columns where table_schema = %s and table_name = 'pc' and column_name in ('grp', 'hour')", (db.schema,))
+    assert db.fetchone()[0] == 2
+
+
+def test_grouped_projection(db):
+    rng = np.random.default_rng(32)
+    mats = {1: sparse_random(rng, 8, 12), 2: sparse_random(rng, 8, 12, density=0.8)}
+    db.execute("create table g (row_id integer, col_id integer, val double precision, hour int)")
+    for h, X in mats.items():
+        append_sparse(db, "g", X, {"hour": ("int", h)})
+    db.execute("select madlib_compat.pca_sparse_train('g', 'pc', 'row_id', 'col_id', 'val', 8, 12, 3, 'hour')")
+    db.execute("select madlib_compat.pca_sparse_project('g', 'pc', 'proj', 'row_id', 'col_id', 'val', 8, 12)")
+    for h, X in mats.items():
+        V = np.array([r[1] for r in fetch_pc(db, "pc", f"where hour = {h}")])
+        db.execute(f"select row_vec from proj where hour = {h} order by row_id")
+        got = np.array([r[0] for r in db.fetchall()])
+        np.testing.assert_allclose(got, (X - X.mean(0)) @ V.T, rtol=1e-9, atol=1e-10)
+
+
+# ------------------------------------------------------------------ projection
+def test_projection_residual_and_summary(db):
+    rng = np.random.default_rng(41)
+    X = sparse_random(rng, 14, 30)
+    X[5] = 0                                                     # a row without any entry
+    Y = sparse_random(rng, 14, 30)                               # new data projected on X's model
+    load_sparse(db, "m", X)
+    load_sparse(db, "new", Y)
+    train(db, "m", "pc", X, 4)
+    db.execute("select madlib_compat.pca_sparse_project('new', 'pc', 'proj', 'row_id', 'col_id', 'val', 14, 30, 'res', 'psum')")
+    V = np.array([r[1] for r in fetch_pc(db, "pc")])
+    mu = X.mean(0)
+    Yc = Y - mu
+    Z = Yc @ V.T
+    R = Yc - Z @ V
+    db.execute("select row_id, row_vec from proj order by row_id")
+    rows = db.fetchall()
+    assert [r[0] for r in rows] == list(range(1, 15))
+    np.testing.assert_allclose(np.array([r[1] for r in rows]), Z, rtol=1e-10, atol=1e-11)
+    db.execute("select row_id, row_vec from res order by row_id")
+    np.testing.assert_allclose(np.array([r[1] for r in db.fetchall()]), R, rtol=1e-10, atol=1e-11)
+    db.execute("select exec_time, residual_norm, relative_residual_norm from psum")
+    exec_time, norm, rel = db.fetchone()
+    assert exec_time >= 0
+    assert abs(norm - np.linalg.norm(R)) < 1e-10 * np.linalg.norm(R)
+    # MADlib divides by the norm of the input as given, not of the centred input
+    assert abs(rel - np.linalg.norm(R) / np.linalg.norm(Y)) < 1e-10
+
+
+def test_projection_onto_all_components_has_zero_residual(db):
+    rng = np.random.default_rng(42)
+    X = sparse_random(rng, 6, 9, density=0.8)
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, 1.0)
+    db.execute("select madlib_compat.pca_sparse_project('m', 'pc', 'proj', 'row_id', 'col_id', 'val', 6, 9, null, 'psum')")
+    db.execute("select residual_norm, relative_residual_norm from psum")
+    norm, rel = db.fetchone()
+    assert norm < 1e-12 * np.linalg.norm(X)
+    assert rel < 1e-12
+
+
+def test_train_summary_table(db):
+    rng = np.random.default_rng(43)
+    X = sparse_random(rng, 16, 10)
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, 3, summary="summ")
+    db.execute('select rows_used, "exec_time (ms)", iter, recon_error, relative_recon_error, use_correlation from summ')
+    rows_used, exec_ms, it, err, rel, corr = db.fetchone()
+    _, s, _ = reference(X)
+    rest = np.sum(s[3:] ** 2)
+    assert (rows_used, it, corr) == (16, 3, False)
+    assert exec_ms > 0
+    assert abs(err - np.sqrt(rest / X.size)) < 1e-9 * np.sqrt(rest / X.size)
+    assert abs(rel - np.sqrt(rest / np.sum(s ** 2))) < 1e-9
+
+
+# ----------------------------------------------------------- names and types
+def test_schema_qualified_and_quoted_names(db):
+    rng = np.random.default_rng(51)
+    X = sparse_random(rng, 9, 14)
+    src_schema, out_schema = db.schema + "_src", db.schema + '_Out'
+    db.execute(f'create schema {src_schema}; create schema "{out_schema}"')
+    try:
+        load_sparse(db, f'{src_schema}."Flows"', X, cols=("r", '"Col"', "v"))
+        db.execute(
+            "select madlib_compat.pca_sparse_train(%s, %s, 'r', '\"Col\"', 'v', 9, 14, 2, null, 0, false, %s)",
+            (f'{src_schema}."Flows"', f'"{out_schema}".pc', f'"{out_schema}"."Summ"'),
+        )
+        assert_matches_numpy(fetch_pc(db, f'"{out_schema}".pc'), X, 2)
+        assert_mean(db, f'"{out_schema}".pc_mean', X)
+        db.execute(
+            "select madlib_compat.pca_sparse_project(%s, %s, %s, 'r', '\"Col\"', 'v', 9, 14)",
+            (f'{src_schema}."Flows"', f'"{out_schema}".pc', f'"{out_schema}".proj'),
+        )
+        db.execute(f'select count(*) from "{out_schema}".proj')
+        assert db.fetchone()[0] == 9
+        db.execute(f'select count(*) from "{out_schema}"."Summ"')
+        assert db.fetchone()[0] == 1
+    finally:
+        db.execute(f'drop schema {src_schema} cascade; drop schema "{out_schema}" cascade')
+
+
+def _column_types(cur, schema, table):
+    cur.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = %s and table_name = %s order by ordinal_position",
+        (schema, table),
+    )
+    return cur.fetchall()
+
+
+def test_output_table_columns_match_madlib(db):
+    rng = np.random.default_rng(52)
+    X = sparse_random(rng, 8, 10)
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, 2, summary="tsum")
+    db.execute("select madlib_compat.pca_sparse_project('m', 'pc', 'proj', 'row_id', 'col_id', 'val', 8, 10, 'res', 'psum')")
+    dbl, arr = "double precision", "ARRAY"
+    assert _column_types(db, db.schema, "pc") == [
+        ("row_id", "integer"), ("principal_components", arr), ("std_dev", dbl), ("proportion", dbl)]
+    assert _column_types(db, db.schema, "pc_mean") == [("column_mean", arr)]
+    assert _column_types(db, db.schema, "tsum") == [
+        ("rows_used", "integer"), ("exec_time (ms)", "numeric"), ("iter", "integer"),
+        ("recon_error", dbl), ("relative_recon_error", dbl), ("use_correlation", "boolean")]
+    for t in ("proj", "res"):
+        assert _column_types(db, db.schema, t) == [("row_id", "integer"), ("row_vec", arr)]
+    assert _column_types(db, db.schema, "psum") == [
+        ("exec_time", dbl), ("residual_norm", dbl), ("relative_residual_norm", dbl)]
+    db.execute("select udt_name from information_schema.columns where table_schema = %s and data_type = 'ARRAY'", (db.schema,))
+    assert {r[0] for r in db.fetchall()} == {"_float8"}
+
+
+# -------------------------------------------------------------------- errors
+def _error(cur, sql, params=()):
+    with pytest.raises(psycopg2.Error) as exc:
+        cur.execute(sql, params)
+    return str(exc.value)
+
+
+def test_errors_carry_madlib_messages(db):
+    rng = np.random.default_rng(61)
+    X = sparse_random(rng, 6, 8)
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, 2)
+    call = "select madlib_compat.pca_sparse_train('m', %s, 'row_id', 'col_id', 'val', 6, 8, %s::integer, null, 0, %s)"
+    assert "PCA error: Output table pc/pc_mean already exist" in _error(db, call, ("pc", 2, False))
+    assert "PCA error: k cannot be larger than min(row_dim, col_dim)" in _error(db, call, ("other", 7, False))
+    assert "PCA error: Using the correlation matrix is not enabled" in _error(db, call, ("other", 2, True))
+    assert "components_param must be either" in _error(db, call, ("other", 0, False))
+    assert "components_param must be either" in _error(
+        db, "select madlib_compat.pca_sparse_train('m', 'x', 'row_id', 'col_id', 'val', 6, 8, 1.5)")
+    assert "PCA error: Source data table nope does not exist" in _error(
+        db, "select madlib_compat.pca_sparse_train('nope', 'x', 'row_id', 'col_id', 'val', 6, 8, 2)")
+    assert "PCA error: rid column does not exist in m" in _error(
+        db, "select madlib_compat.pca_sparse_train('m', 'x', 'rid', 'col_id', 'val', 6, 8, 2)")
+    assert "PCA error: Output table m already exists" in _error(
+        db, "select madlib_compat.pca_sparse_project('m', 'pc', 'm', 'row_id', 'col_id', 'val', 6, 8)")
+    assert "PCA error: Principal comp. table does not exist" in _error(
+        db, "select madlib_compat.pca_sparse_project('m', 'nope', 'o', 'row_id', 'col_id', 'val', 6, 8)")
+
+
+def test_hostile_identifiers_are_rejected_not_executed(db):
+    rng = np.random.default_rng(62)
+    X = sparse_random(rng, 6, 8)
+    load_sparse(db, "m", X)
+    db.execute("create table victim (x int)")
+    hostile = "x; drop table victim"
+    base = ["m", "pc", "row_id", "col_id", "val"]
+    for pos, msg in [(0, "Source data table"), (1, "Invalid output table prefix"),
+                     (2, "column does not exist"), (3, "column does not exist"), (4, "column does not exist")]:
+        args = list(base)
+        args[pos] = hostile
+        text = _error(db, "select madlib_compat.pca_sparse_train(%s, %s, %s, %s, %s, 6, 8, 2)", tuple(args))
+        assert msg in text, (pos, text)
+    assert "Invalid result summary table name" in _error(
+        db, "select madlib_compat.pca_sparse_train('m', 'pc', 'row_id', 'col_id', 'val', 6, 8, 2, null, 0, false, %s)", (hostile,))
+    assert "do not exist" in _error(
+        db, "select madlib_compat.pca_sparse_train('m', 'pc', 'row_id', 'col_id', 'val', 6, 8, 2, %s)", ("row_id) from victim; --",))
+    train(db, "m", "pc", X, 2)
+    assert "Invalid output table name" in _error(
+        db, "select madlib_compat.pca_sparse_project('m', 'pc', %s, 'row_id', 'col_id', 'val', 6, 8)", (hostile,))
+    db.execute("select count(*) from victim")       # still there
+    assert db.fetchone()[0] == 0
+
+
+def test_invalid_sparse_input_fails_atomically(db):
+    X = np.arange(1, 13, dtype=float).reshape(3, 4)
+    load_sparse(db, "m", X)
+    db.execute("insert into m values (2, 3, 99)")   # duplicate (2, 3)
+    assert "duplicated" in _error(db, "select madlib_compat.pca_sparse_train('m', 'pc', 'row_id', 'col_id', 'val', 3, 4, 2)")
+    db.execute("select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s and relname like 'pc%%'", (db.schema,))
+    assert db.fetchone()[0] == 0                     # no half-built output
+    db.execute("delete from m where val = 99; insert into m values (4, 1, 1)")   # row 4 > row_dim 3
+    assert "Invalid index in matrix" in _error(db, "select madlib_compat.pca_sparse_train('m', 'pc', 'row_id', 'col_id', 'val', 3, 4, 2)")
+
+
+def test_help_functions(db):
+    db.execute("select madlib_compat.pca_sparse_train(), madlib_compat.pca_sparse_train('usage'), "
+               "madlib_compat.pca_sparse_project(), madlib_compat.pca_sparse_project('usage')")
+    texts = db.fetchone()
+    assert "pca_sparse_train('usage')" in texts[0]
+    assert "components_param" in texts[1]
+    assert "pca_sparse_project('usage')" in texts[2]
+    assert "tbl_residual" in texts[3]
+
+
+# ------------------------------------------------------------------------ dbt
+def test_dbt_run_operation_installs_idempotently(installed, tmp_path):
+    """The documented install path; run twice to show it is idempotent."""
+    cmd = [str(REPO / ".venv" / "bin" / "dbt"), "run-operation", "install_madlib_compat",
+           "--project-dir", str(REPO), "--profiles-dir", str(REPO), "--target-path", str(tmp_path / "target")]
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    for _ in range(2):
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    conn = _connect()
+    cur = conn.cursor()
+    cur.execute("select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+                "where n.nspname = 'madlib_compat' and p.proname = 'pca_sparse_train'")
+    assert cur.fetchone()[0] == 13       # full form + 10 overloads + 2 help forms
+    conn.close()
