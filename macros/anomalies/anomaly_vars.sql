@@ -1,0 +1,66 @@
+{#- Validated settings of the anomaly marts: each becomes SQL, so each is checked here first. -#}
+
+{#- Var `outlier_threshold` (default 0.1, the published value): a user is an outlier of an hour
+    when the absolute value of one of its loadings exceeds it. Loadings are entries of unit
+    vectors, so the threshold lies in (0, 1). -#}
+{% macro outlier_threshold() %}
+    {%- set value = var('outlier_threshold', 0.1) -%}
+    {%- if value is not number or value is boolean or value <= 0 or value >= 1 -%}
+        {{ exceptions.raise_compiler_error("outlier_threshold must be a number in (0, 1), got: " ~ (value | tojson)) }}
+    {%- endif -%}
+    {{ return(value | float) }}
+{% endmacro %}
+
+
+{#- Var `spe_confidence` (default 0.999): the confidence level of the SPE (Q statistic) limit. -#}
+{% macro spe_confidence() %}
+    {%- set value = var('spe_confidence', 0.999) -%}
+    {%- if value is not number or value is boolean or value <= 0.5 or value >= 1 -%}
+        {{ exceptions.raise_compiler_error("spe_confidence must be a number in (0.5, 1), got: " ~ (value | tojson)) }}
+    {%- endif -%}
+    {{ return(value | float) }}
+{% endmacro %}
+
+
+{#- Which of an hour's kept components a setting selects, as a SQL predicate over the
+    columns of fct_pca_components. The setting is an integer k >= 1 (the k leading
+    components) or a proportion x in (0, 1] (the smallest number of leading components whose
+    cumulative share of the hour's variance reaches x; 1 = every kept component). Never more
+    than the PCA kept. -#}
+{% macro component_selection(var_name, default, rank_column='component_rank', cumulative_column='cumulative_proportion', proportion_column='proportion') %}
+    {%- set value = var(var_name, default) -%}
+    {%- if value is integer and value is not boolean and value >= 1 -%}
+        {{ return(rank_column ~ ' <= ' ~ (value | int)) }}
+    {%- elif value is float and value > 0 and value <= 1 -%}
+        {#- the component is needed while the share before it is still short of x -#}
+        {{ return('(' ~ cumulative_column ~ ' - ' ~ proportion_column ~ ') < ' ~ (value | float)) }}
+    {%- endif -%}
+    {{ exceptions.raise_compiler_error(var_name ~ " must be an integer k >= 1 or a proportion in (0, 1], got: " ~ (value | tojson)) }}
+{% endmacro %}
+
+
+{#- The SPE's normal subspace: var `spe_components`, an integer k or a proportion of the hour's
+    variance as for component_selection; 1 (or more components than the PCA kept) = every
+    kept component, i.e. the residual tables as pca_sparse_project wrote them. -#}
+{% macro spe_component_selection() %}
+    {{ return(component_selection('spe_components', 1)) }}
+{% endmacro %}
+
+
+{#- Variance outside the normal subspace below this share of the hour's variance is rounding
+    noise: the hour then has no SPE limit (and no anomalous day). -#}
+{% macro spe_negligible_share() %}
+    {{ return('1e-12') }}
+{% endmacro %}
+
+
+{#- Floor of h0 in the Jackson–Mudholkar limit (h0 <= 0 leaves the transform undefined). -#}
+{% macro spe_h0_floor() %}
+    {{ return('0.001') }}
+{% endmacro %}
+
+
+{#- How many users each day's SPE is attributed to (the largest squared residuals). -#}
+{% macro spe_top_users() %}
+    {{ return(5) }}
+{% endmacro %}
