@@ -82,6 +82,23 @@ begin
 end
 $$;
 
+-- Set a planner setting for the rest of the transaction if this server has it
+-- (no-op on servers without it, e.g. Greenplum 6 has no jit); returns the old
+-- value so the caller can put it back.
+create or replace function madlib_compat._set_if_exists(p_name text, p_value text)
+returns text
+language plpgsql as $$
+declare
+    v_old text;
+begin
+    select setting into v_old from pg_catalog.pg_settings where name = p_name;
+    if v_old is not null and p_value is not null then
+        perform pg_catalog.set_config(p_name, p_value, true);
+    end if;
+    return v_old;
+end
+$$;
+
 -- Safe, quoted rendering of a parsed name.
 create or replace function madlib_compat._quote_qualified_name(p_parts text[])
 returns text

@@ -22,6 +22,7 @@ set client_min_messages = warning
 as $$
 declare
     t0 timestamptz := clock_timestamp();
+    v_jit text;
     v_src oid; v_pcrel oid; v_meanrel oid;
     v_srcq text; v_pcq text; v_meanq text;
     v_out text[]; v_res text[]; v_sum text[];
@@ -40,6 +41,10 @@ declare
     v_bad bigint;
     v_resid_expr text;
 begin
+    -- Our temp tables have no statistics, so the planner's row guesses can
+    -- cross the JIT thresholds: compiling then costs far more than running.
+    v_jit := madlib_compat._set_if_exists('jit', 'off');
+
     -- ---------------------------------------------------------------- checks
     -- Same order and wording as MADlib's pca_project._validate_args.
     v_src := madlib_compat._resolve_relation(source_table);
@@ -289,6 +294,7 @@ begin
 
     drop table if exists pg_temp.__mp_g, pg_temp.__mp_pc, pg_temp.__mp_mean, pg_temp.__mp_p,
         pg_temp.__mp_b, pg_temp.__mp_y, pg_temp.__mp_o, pg_temp.__mp_r;
+    perform madlib_compat._set_if_exists('jit', v_jit);
 end
 $$;
 

@@ -30,6 +30,7 @@ begin
         end if;
     end loop;
     return v_out;
+    perform madlib_compat._set_if_exists('jit', v_jit);
 end
 $$;
 
@@ -65,6 +66,7 @@ set client_min_messages = warning
 as $$
 declare
     t0 timestamptz := clock_timestamp();
+    v_jit text;
     eps constant float8 := 2.220446049250313e-16;
     v_src oid;
     v_srcq text;
@@ -107,6 +109,10 @@ declare
     v_sq float8[];
     i int; j int; o int;
 begin
+    -- Our temp tables have no statistics, so the planner's row guesses can
+    -- cross the JIT thresholds: compiling then costs far more than running.
+    v_jit := madlib_compat._set_if_exists('jit', 'off');
+
     -- ---------------------------------------------------------------- checks
     -- Same checks, order and wording as MADlib's pca._validate_args.
     v_src := madlib_compat._resolve_relation(source_table);

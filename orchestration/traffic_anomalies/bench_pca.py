@@ -1,0 +1,233 @@
+"""Benchmark of the in-database PCA (schema madlib_compat) against numpy.
+
+24 hourly matrices of D days x U users (default 60 x 5000, ~2.9 million
+non-zeros in all) are generated with a fixed recipe, COPYed into the database
+and decomposed once per hour of day, with k = 5 components and with a 0.99
+proportion of variance, both as 24 separate calls and as one call grouped by
+hour. numpy (centre + SVD) runs on the same matrices in the same process, the
+results are checked against each other, and a JSON report plus a markdown
+summary are written.
+
+The database comes from the standard PG* environment variables.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg2
+
+from traffic_anomalies import PROJECT_DIR
+
+SEED = 12345
+HOURS = 24
+SCHEMA = "bench_pca"
+MACRO_FILES = ("linalg.sql", "pca_train.sql", "pca_project.sql")
+
+
+def generate(days: int = 60, users: int = 5000, hours: int = HOURS, seed: int = SEED) -> list[np.ndarray]:
+    """The benchmark matrices; the draws happen in exactly this order."""
+    rng = np.random.default_rng(seed)
+    p = np.clip(rng.normal(0.4, 0.1, users), 0.05, 0.95)
+    lam = rng.gamma(2.0, 1.5, users)
+    mats = []
+    for _hour in range(hours):
+        active = rng.random((days, users)) < p
+        counts = 1 + rng.poisson(np.broadcast_to(lam, (days, users)))
+        mats.append(np.where(active, counts, 0))
+    return mats
+
+
+def madlib_compat_ddl() -> str:
+    """The install DDL, exactly the bodies the dbt macros return."""
+    parts = []
+    for name in MACRO_FILES:
+        text = (PROJECT_DIR / "macros" / "madlib_compat" / name).read_text()
+        parts.extend(re.findall(r"\{% raw %\}(.*?)\{% endraw %\}", text, re.S))
+    return "\n".join(parts)
+
+
+def _copy_triples(cur, table: str, mats: list[np.ndarray], with_hour: bool) -> None:
+    buf = io.StringIO()
+    for hour, mat in enumerate(mats):
+        rows, cols = np.nonzero(mat)
+        vals = mat[rows, cols]
+        prefix = f"{hour}\t" if with_hour else ""
+        buf.writelines(f"{prefix}{r + 1}\t{c + 1}\t{v}\n" for r, c, v in zip(rows, cols, vals))
+    buf.seek(0)
+    names = "hour, row_id, col_id, val" if with_hour else "row_id, col_id, val"
+    cur.copy_expert(f"copy {table} ({names}) from stdin", buf)
+
+
+def _numpy_pca(mats: list[np.ndarray]) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    t0 = time.perf_counter()
+    svals, vts = [], []
+    for mat in mats:
+        x = mat.astype(float)
+        _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+        svals.append(s)
+        vts.append(vt)
+    return time.perf_counter() - t0, svals, vts
+
+
+def _expected_k(s: np.ndarray, proportion: float) -> int:
+    cum = np.cumsum(s ** 2) / np.sum(s ** 2)
+    return int(np.searchsorted(cum, proportion) + 1)
+
+
+def _compare(cur, table: str, where: str, s: np.ndarray, vt: np.ndarray, days: int) -> dict:
+    cur.execute(f"select row_id, principal_components, std_dev from {table} {where} order by row_id")
+    rows = cur.fetchall()
+    sd_err = vec_err = 0.0
+    for row_id, pc, sd in rows:
+        i = row_id - 1
+        ref = s[i] / np.sqrt(days - 1)
+        sd_err = max(sd_err, abs(sd - ref) / ref)
+        v = np.asarray(pc)
+        vec_err = max(vec_err, float(np.max(np.abs(np.sign(v @ vt[i]) * v - vt[i]))))
+    return {"k": len(rows), "std_dev_rel_err": sd_err, "component_abs_err": vec_err}
+
+
+def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
+        days: int = 60, users: int = 5000, hours: int = HOURS, install: bool = True,
+        keep: bool = False) -> dict:
+    """Run the benchmark, write `out_path` (JSON) and the .md next to it, return the report."""
+    mats = generate(days, users, hours)
+    nnz = int(sum(int(np.count_nonzero(m)) for m in mats))
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    cur = conn.cursor()
+    if install:
+        cur.execute(madlib_compat_ddl())
+    cur.execute("show server_version")
+    pg_version = cur.fetchone()[0]
+
+    # ---- load
+    t0 = time.perf_counter()
+    cur.execute(f"drop schema if exists {SCHEMA} cascade")
+    cur.execute(f"create schema {SCHEMA}")
+    cur.execute(f"create table {SCHEMA}.flows (hour int, row_id int, col_id int, val double precision)")
+    _copy_triples(cur, f"{SCHEMA}.flows", mats, with_hour=True)
+    for hour in range(hours):
+        cur.execute(f"create table {SCHEMA}.h{hour:02d} (row_id int, col_id int, val double precision)")
+        _copy_triples(cur, f"{SCHEMA}.h{hour:02d}", [mats[hour]], with_hour=False)
+    cur.execute(f"analyze {SCHEMA}.flows")
+    load_s = time.perf_counter() - t0
+
+    # ---- numpy on the same matrices
+    numpy_s, svals, vts = _numpy_pca(mats)
+
+    # ---- in-database PCA
+    variants = {"k5": "5::integer", "p099": "0.99::double precision"}
+    timings: dict[str, dict[str, float]] = {"per_hour_calls": {}, "grouped_call": {}}
+    agreement: dict[str, dict] = {}
+    for name, comp in variants.items():
+        t = time.perf_counter()
+        for hour in range(hours):
+            cur.execute(
+                f"select madlib_compat.pca_sparse_train(%s, %s, 'row_id', 'col_id', 'val', %s, %s, {comp})",
+                (f"{SCHEMA}.h{hour:02d}", f"{SCHEMA}.pc_{name}_h{hour:02d}", days, users))
+        timings["per_hour_calls"][name] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        cur.execute(
+            f"select madlib_compat.pca_sparse_train(%s, %s, 'row_id', 'col_id', 'val', %s, %s, {comp}, 'hour')",
+            (f"{SCHEMA}.flows", f"{SCHEMA}.pc_{name}_grouped", days, users))
+        timings["grouped_call"][name] = time.perf_counter() - t
+
+        checks = []
+        for hour in range(hours):
+            k_ref = 5 if name == "k5" else _expected_k(svals[hour], 0.99)
+            per = _compare(cur, f"{SCHEMA}.pc_{name}_h{hour:02d}", "", svals[hour], vts[hour], days)
+            grp = _compare(cur, f"{SCHEMA}.pc_{name}_grouped", f"where hour = {hour}", svals[hour], vts[hour], days)
+            checks.append((k_ref, per, grp))
+        agreement[name] = {
+            "k_matches_numpy": all(per["k"] == k_ref and grp["k"] == k_ref for k_ref, per, grp in checks),
+            "k_per_hour": [per["k"] for _, per, _ in checks],
+            "max_std_dev_rel_err": max(max(per["std_dev_rel_err"], grp["std_dev_rel_err"]) for _, per, grp in checks),
+            "max_component_abs_err": max(max(per["component_abs_err"], grp["component_abs_err"]) for _, per, grp in checks),
+        }
+    if not keep:
+        cur.execute(f"drop schema {SCHEMA} cascade")
+    conn.close()
+
+    ok = all(a["k_matches_numpy"] and a["max_std_dev_rel_err"] < 1e-8 and a["max_component_abs_err"] < 1e-8
+             for a in agreement.values())
+    report = {
+        "benchmark": "pca",
+        "params": {"days": days, "users": users, "hours": hours, "seed": SEED, "nonzeros": nnz},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "postgres_version": pg_version,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
+        "load_s": load_s,
+        "timings_s": {"madlib_compat": timings, "numpy_center_svd": numpy_s},
+        "ratios_vs_numpy": {mode: {k: v / numpy_s for k, v in d.items()} for mode, d in timings.items()},
+        "agreement": agreement,
+        "agrees_with_numpy": ok,
+    }
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    p, mach, t = report["params"], report["machine"], report["timings_s"]
+    mc = t["madlib_compat"]
+    lines = [
+        "# PCA benchmark: madlib_compat (in-database) vs numpy",
+        "",
+        f"{p['hours']} hourly matrices of {p['days']} days x {p['users']} users, "
+        f"{p['nonzeros']:,} non-zeros in all (seed {p['seed']}).",
+        f"Machine: {mach['cpu_count']} CPUs, PostgreSQL {mach['postgres_version']}, numpy {mach['numpy']}.",
+        "",
+        "| run | k = 5 | proportion 0.99 |",
+        "| --- | ---: | ---: |",
+        f"| madlib_compat, {p['hours']} calls (one per hour) | {mc['per_hour_calls']['k5']:.2f} s | {mc['per_hour_calls']['p099']:.2f} s |",
+        f"| madlib_compat, 1 call grouped by hour | {mc['grouped_call']['k5']:.2f} s | {mc['grouped_call']['p099']:.2f} s |",
+        f"| numpy centre + SVD | {t['numpy_center_svd']:.2f} s | {t['numpy_center_svd']:.2f} s |",
+        "",
+        f"Loading the triples with COPY took {report['load_s']:.2f} s (not included above).",
+        "",
+        "Agreement with numpy (all hours, both call styles):",
+        "",
+    ]
+    for name, a in report["agreement"].items():
+        lines.append(
+            f"- {name}: components per hour match numpy: {a['k_matches_numpy']} "
+            f"(k = {sorted(set(a['k_per_hour']))}); max relative std_dev error {a['max_std_dev_rel_err']:.1e}; "
+            f"max component error (up to sign) {a['max_component_abs_err']:.1e}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-anomalies bench pca", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench/results/pca.json", help="JSON report path (a .md is written next to it)")
+    parser.add_argument("--days", type=int, default=60, help="rows per hourly matrix (default 60)")
+    parser.add_argument("--users", type=int, default=5000, help="columns per hourly matrix (default 5000)")
+    parser.add_argument("--hours", type=int, default=HOURS, help="number of hourly matrices (default 24)")
+    parser.add_argument("--no-install", action="store_true", help="use the installed madlib_compat functions as they are")
+    parser.add_argument("--keep", action="store_true", help=f"keep schema {SCHEMA} with data and results")
+    args = parser.parse_args(argv)
+    report = run(out_path=args.out, days=args.days, users=args.users, hours=args.hours,
+                 install=not args.no_install, keep=args.keep)
+    sys.stdout.write(markdown(report))
+    return 0 if report["agrees_with_numpy"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
