@@ -1,0 +1,149 @@
+"""The docs site of a really built project: every node described, and the page renders the
+PCA and outlier models with their lineage in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from headless_browser import ARTIFACTS, colour_stats, dump_dom, screenshot, visible_text
+from traffic_anomalies import docs
+
+PACKAGE = "traffic_anomalies"
+
+
+@pytest.fixture(scope="module")
+def site(module_dbt_project, sample_lake):
+    """The project built from the sample lake in a schema of its own, and its docs generated."""
+    project = module_dbt_project
+    lake_root = str(Path(sample_lake.out_dir).resolve())
+    project.run("run-operation", "stage_external_sources", vars={"lake_root": lake_root})
+    project.run("run", vars={"lake_root": lake_root})
+    target = docs.generate_docs(project.target_path, dbt_vars={"lake_root": lake_root}, env=project.env())
+    return project, target
+
+
+def own_nodes(manifest: dict) -> list[dict]:
+    nodes = [*manifest["nodes"].values(), *manifest["sources"].values()]
+    return [
+        node for node in nodes
+        if node["package_name"] == PACKAGE and node["resource_type"] in ("model", "seed", "snapshot", "source")
+    ]
+
+
+def test_every_node_and_column_is_described(site):
+    _, target = site
+    manifest = json.loads((target / "manifest.json").read_text())
+    catalog = json.loads((target / "catalog.json").read_text())
+    missing = []
+    for node in own_nodes(manifest):
+        uid = node["unique_id"]
+        if not node["description"].strip():
+            missing.append(uid)
+        documented = {name.lower(): column for name, column in node["columns"].items()}
+        for name, column in documented.items():
+            if not column["description"].strip():
+                missing.append(f"{uid}.{name}")
+        # columns that exist in the database but are not in any yml
+        in_catalog = (catalog["sources"] if node["resource_type"] == "source" else catalog["nodes"]).get(uid)
+        for name in (in_catalog or {}).get("columns", {}):
+            if name.lower() not in documented:
+                missing.append(f"{uid}.{name} (undocumented column)")
+    for uid, macro in manifest["macros"].items():
+        if macro["package_name"] == PACKAGE and not macro["description"].strip():
+            missing.append(uid)
+    assert not missing, f"{len(missing)} nodes without a description:\n" + "\n".join(missing)
+
+
+def test_method_doc_blocks_and_overview_are_used(site):
+    _, target = site
+    manifest = json.loads((target / "manifest.json").read_text())
+    doc_names = {doc["name"] for doc in manifest["docs"].values() if doc["package_name"] == PACKAGE}
+    expected = {
+        "__overview__", "method_lake_and_quarantine", "method_hourly_matrices", "method_pca_per_hour",
+        "method_loadings_and_outlier_score", "method_spe_and_q_threshold", "method_madlib_vs_compat",
+    }
+    assert expected <= doc_names
+    used = {name for node in manifest["nodes"].values() for name in node.get("doc_blocks", [])}
+    described = " ".join(node["description"] for node in [*manifest["nodes"].values(), *manifest["sources"].values()])
+    for name in expected - {"__overview__"}:
+        text = manifest["docs"][f"doc.{PACKAGE}.{name}"]["block_contents"].strip()
+        assert f"doc.{PACKAGE}.{name}" in used or text[:60] in described, f"doc block {name} is not used by any node"
+    exposures = {e["name"]: e for e in manifest["exposures"].values()}
+    assert {"anomaly_report", "anomaly_dashboard"} <= set(exposures)
+    for exposure in exposures.values():
+        assert exposure["description"].strip() and exposure["depends_on"]["nodes"]
+
+
+def lineage_section(text: str, model: str) -> tuple[str, str]:
+    """The 'Referenced By' and 'Depends On' text of a model page."""
+    start = text.rfind("Referenced By Models")
+    assert start >= 0, f"no lineage section on the page of {model}"
+    referenced, _, rest = text[start:].partition("Depends On")
+    depends = rest.split(" Code ")[0]
+    return referenced, depends
+
+
+@pytest.mark.parametrize(
+    "model, upstream, downstream",
+    [
+        ("int_pca_hour_07", {"int_pca_input", "dim_days", "dim_users"}, {"fct_pca_components", "fct_pca_summary"}),
+        ("fct_pca_components", {"int_pca_hour_00", "int_pca_hour_23"}, set()),
+        ("fct_user_outliers", set(), set()),
+    ],
+)
+def test_site_renders_models_and_lineage_in_chromium(site, model, upstream, downstream):
+    _, target = site
+    server, url = docs.serve_in_thread(target)
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        page = f"{url}#!/model/model.{PACKAGE}.{model}"
+        text = visible_text(dump_dom(page))
+        assert model in text
+        for name in ("int_pca_input", "int_pca_hour_00", "int_pca_hour_23", "fct_pca_components", "fct_user_outliers"):
+            assert name in text, f"{name} missing from the project tree"
+        referenced, depends = lineage_section(text, model)
+        for name in upstream:
+            assert name in depends.split(), f"{model} should depend on {name}: {depends[:300]}"
+        for name in downstream:
+            assert name in referenced.split(), f"{model} should be referenced by {name}: {referenced[:300]}"
+        if model == "fct_user_outliers":
+            graph = screenshot(f"{page}?g_v=1", ARTIFACTS / "docs-lineage-fct_user_outliers.png")
+            colours, inked = colour_stats(graph)
+            assert colours > 20 and inked > 0.2, (colours, inked)
+            shot = screenshot(page, ARTIFACTS / "docs-fct_user_outliers.png")
+            colours, inked = colour_stats(shot)
+            assert colours > 50 and inked > 0.02, (colours, inked)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_server_is_loopback_only_and_lists_no_directories(tmp_path):
+    (tmp_path / "index.html").write_text("<html>ok</html>")
+    (tmp_path / "sub").mkdir()
+    server, url = docs.serve_in_thread(tmp_path)
+    try:
+        import urllib.error
+        import urllib.request
+
+        assert server.server_address[0] == "127.0.0.1"
+        assert urllib.request.urlopen(url + "index.html").read() == b"<html>ok</html>"
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(url + "sub/")
+        assert info.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_registers_docs_command():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    docs.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["docs", "--port", "8099", "--no-serve"])
+    assert args.port == 8099 and args.no_serve and callable(args.func)
+    assert parser.parse_args(["docs"]).port == 8080
