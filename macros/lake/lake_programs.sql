@@ -5,7 +5,9 @@
     bytes except NUL come through unchanged, malformed or not: parsing and rejecting lines is
     the staging model's job, where each rejected line gets its reason. A file whose reader
     fails (truncated or corrupt gzip, unreadable file) adds one row with the error and no
-    line, after whatever lines could be read. -#}
+    line, after whatever lines could be read.
+    mawk is preferred: when the reader stops early (LIMIT, a parallel worker), it dies of
+    SIGPIPE as PostgreSQL expects, where gawk exits 2 and fails the query. -#}
 {% macro lake_partition_program(partition_dir, dt) %}
     {%- set awk_script -%}
 BEGIN {
@@ -34,7 +36,7 @@ BEGIN {
   }
 }
     {%- endset -%}
-    {%- set program = "LC_ALL=C awk -v dir='" ~ partition_dir ~ "' -v dt='" ~ validated_partition_date(dt)
+    {%- set program = "LC_ALL=C $(command -v mawk || echo awk) -v dir='" ~ partition_dir ~ "' -v dt='" ~ validated_partition_date(dt)
         ~ "' '" ~ awk_script | replace("'", "'\\''") ~ "'" -%}
     {{ return(program) }}
 {% endmacro %}

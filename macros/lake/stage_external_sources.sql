@@ -58,8 +58,7 @@
     {%- for node in sources -%}
         {%- set relation = adapter.quote(schema) ~ '.' ~ adapter.quote(node.identifier) -%}
         {%- set dataset_dir = root ~ '/' ~ node.external.location -%}
-        {%- do ddl.append("drop table if exists " ~ relation ~ " cascade") -%}
-        {%- do ddl.append("drop foreign table if exists " ~ relation ~ " cascade") -%}
+        {%- do ddl.append(drop_lake_relation_sql(schema, node.identifier)) -%}
         {%- if node.external.partition_by -%}
             {%- do ddl.append("create table " ~ relation ~ " (" ~ external_column_list(node)
                 ~ ") partition by list (" ~ adapter.quote(node.external.partition_by) ~ ")") -%}
@@ -90,4 +89,28 @@
     {%- do run_query("commit") -%}
     {{ log("staged " ~ sources | length ~ " lake sources in schema " ~ schema ~ " over " ~ root ~ ": "
         ~ dates | length ~ " partitions", info=true) }}
+{% endmacro %}
+
+
+{#- Drops a lake relation whatever it is now (a partitioned table or a foreign table: DROP TABLE
+    and DROP FOREIGN TABLE each refuse the other kind). -#}
+{% macro drop_lake_relation_sql(schema, identifier) %}
+    {%- set sql -%}
+do $$
+declare
+    kind "char";
+begin
+    select c.relkind into kind
+    from pg_class as c
+    inner join pg_namespace as n on c.relnamespace = n.oid
+    where n.nspname = {{ sql_string_literal(schema) }} and c.relname = {{ sql_string_literal(identifier) }};
+    if kind = 'f' then
+        execute format('drop foreign table %I.%I cascade', {{ sql_string_literal(schema) }}, {{ sql_string_literal(identifier) }});
+    elsif kind in ('r', 'p') then
+        execute format('drop table %I.%I cascade', {{ sql_string_literal(schema) }}, {{ sql_string_literal(identifier) }});
+    end if;
+end
+$$
+    {%- endset -%}
+    {{ return(sql) }}
 {% endmacro %}

@@ -13,6 +13,8 @@ from traffic_anomalies import localdb
 # Imported lazily by name so that `db status` does not pay for importing dbt or luigi.
 COMMAND_MODULES: tuple[str, ...] = (
     "traffic_anomalies.lake",
+    "traffic_anomalies.demo",
+    "traffic_anomalies.nightly",
 )
 
 
