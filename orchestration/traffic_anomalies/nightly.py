@@ -279,10 +279,10 @@ def _print_results(date: dt.date, schema: str) -> None:
     if relations:
         counts = runstate.count_rows([r for _, _, r in relations])
         order = [lay for _, lay in LAYER_PREFIXES]
-        print("rows (tables hold every date loaded so far):")
+        print("rows (tables hold every date loaded so far; views are not counted):")
         for layer, name, relation in sorted(relations, key=lambda r: (order.index(r[0]) if r[0] in order else 99, r[1])):
             count = counts[relation]
-            print(f"  {layer:<14} {relation:<60} {'missing' if count is None else f'{count:,}'}")
+            print(f"  {layer:<14} {relation:<60} {count if isinstance(count, str) else f'{count:,}'}")
         marts = [rel for lay, _, rel in relations if lay == "marts"]
         if marts:
             print("results: " + ", ".join(sorted(marts)))

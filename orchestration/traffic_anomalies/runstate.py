@@ -164,19 +164,22 @@ def write_marker(
             )
 
 
-def count_rows(relation_names: Sequence[str]) -> dict[str, int | None]:
-    """`count(*)` of each relation (None when it does not exist any more)."""
-    counts: dict[str, int | None] = {}
+def count_rows(relation_names: Sequence[str]) -> dict[str, int | str]:
+    """`count(*)` of each table; views say "view" (counting one re-reads the lake behind it)."""
+    counts: dict[str, int | str] = {}
     with connection("traffic-anomalies summary") as conn:
         with conn.cursor() as cur:
             for name in relation_names:
-                cur.execute("select to_regclass(%s)", (name,))
-                if cur.fetchone()[0] is None:
-                    counts[name] = None
-                    continue
-                # relation_name comes from dbt already quoted ("db"."schema"."table")
-                cur.execute(sql.SQL("select count(*) from {}").format(sql.SQL(name)))
-                counts[name] = int(cur.fetchone()[0])
+                cur.execute("select relkind from pg_class where oid = to_regclass(%s)", (name,))
+                row = cur.fetchone()
+                if row is None:
+                    counts[name] = "missing"
+                elif row[0] in ("v", "f"):
+                    counts[name] = "view" if row[0] == "v" else "foreign table"
+                else:
+                    # relation_name comes from dbt already quoted ("db"."schema"."table")
+                    cur.execute(sql.SQL("select count(*) from {}").format(sql.SQL(name)))
+                    counts[name] = int(cur.fetchone()[0])
     return counts
 
 

@@ -12,9 +12,11 @@ tasks, and whatever was rebuilt upstream is rebuilt downstream too.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -102,8 +104,13 @@ def default_lake_root() -> str:
     return os.environ.get("TA_LAKE_ROOT") or str(PROJECT_DIR / "lake")
 
 
+@functools.cache
 def report_available() -> bool:
-    """A report step exists once someone writes traffic_anomalies.report.build_report."""
+    """A report step exists once someone writes traffic_anomalies.report.build_report.
+
+    Decided once per process (and inherited by forked workers): the DAG must not change
+    shape in the middle of a run.
+    """
     if importlib.util.find_spec(REPORT_MODULE) is None:
         return False
     return hasattr(importlib.import_module(REPORT_MODULE), "build_report")
@@ -295,7 +302,10 @@ class BuildReport(NightlyTask):
 
     def work(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         build_report = importlib.import_module(REPORT_MODULE).build_report
-        path = Path(build_report(self.date))
+        options = {}
+        if "output_root" in inspect.signature(build_report).parameters:
+            options["output_root"] = target_root()  # next to the docs, wherever those go
+        path = Path(build_report(self.date, **options))
         logger.info("BuildReport: %s", path)
         return [], {"report": str(path)}
 
