@@ -186,13 +186,22 @@ def build_date(task: tasks.NightlyRun, workers: int, scheduler: dict[str, Any]) 
     outcome.already_done = sorted(str(t) for t in sets["already_done"])
     for failed in sorted(sets["failed"] | sets["scheduling_error"], key=str):
         # The explanation the task sent the scheduler: on_failure() puts dbt's message there.
-        error = worker._scheduler.fetch_error(failed.task_id).get("error") or "(no message)"
-        outcome.failures.append((str(failed), error.strip()))
+        error = worker._scheduler.fetch_error(failed.task_id).get("error") or '"(no message)"'
+        outcome.failures.append((str(failed), _decode_expl(error).strip()))
     outcome.not_run = sorted(
         str(t) for status in ("upstream_failure", "upstream_scheduling_error", "not_run", "still_pending_ext")
         for t in sets[status]
     )
     return outcome
+
+
+def _decode_expl(expl: str) -> str:
+    """Luigi's worker sends the explanation to the scheduler JSON-encoded (worker.py)."""
+    try:
+        decoded = json.loads(expl)
+    except ValueError:  # a scheduler that stored it as plain text
+        return expl
+    return decoded if isinstance(decoded, str) else expl
 
 
 def choose_scheduler(args: argparse.Namespace) -> tuple[dict[str, Any], str]:

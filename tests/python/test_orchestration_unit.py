@@ -235,6 +235,7 @@ def test_failed_task_gives_task_failed_exit_code_and_message(schema: str) -> Non
     ((name, message),) = outcome.failures
     assert "FailingDbtStep" in name and "hour=7" in name
     assert "int_pca_hour_07: forced failure" in message
+    assert "\nRuntimeError: int_pca_hour_07" in message  # decoded, not JSON text
     assert outcome.not_run == [str(AfterFailing(date=day))]
 
 
@@ -313,7 +314,7 @@ def _get_json(url: str) -> Any:
         return json.load(resp)
 
 
-def test_scheduler_up_status_down_and_web_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scheduler_up_status_down_and_web_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schema: str) -> None:
     monkeypatch.setenv("TA_LUIGI_DIR", str(tmp_path / "luigi"))
     port = _free_port()
     url = nightly.scheduler_url(port)
@@ -332,6 +333,13 @@ def test_scheduler_up_status_down_and_web_page(tmp_path: Path, monkeypatch: pyte
         assert task.task_id in listed
         with urllib.request.urlopen(f"{url}static/visualiser/index.html", timeout=5) as resp:
             assert resp.status == 200 and b"Luigi" in resp.read()
+        # A failure is reported through the central scheduler too, with its message.
+        outcome = nightly.build_date(FailingDbtStep(date=dt.date(2024, 1, 5)), workers=1,
+                                     scheduler={"local_scheduler": False, "scheduler_url": url})
+        assert outcome.code == 30
+        assert "RuntimeError: int_pca_hour_07: forced failure" in outcome.failures[0][1]
+        query = urllib.parse.urlencode({"data": json.dumps({"status": "FAILED"})})
+        assert FailingDbtStep(date=dt.date(2024, 1, 5)).task_id in _get_json(f"{url}api/task_list?{query}")["response"]
         # Bound to the loopback interface only.
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
         if listening.returncode == 0:
