@@ -106,9 +106,9 @@ def _command(args: argparse.Namespace) -> int:
     if args.no_serve:
         return 0
     try:
-        serve(target, args.port)
+        serve(target, args.port, args.host)
     except OSError as exc:
-        print(f"error: cannot serve on {DEFAULT_HOST}:{args.port}: {exc}", file=sys.stderr)
+        print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -121,6 +121,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT})")
     parser.add_argument("--no-serve", action="store_true", help="only generate the site")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 only inside a container whose port is published to 127.0.0.1)",
+    )
     parser.add_argument("--target-path", default=None, help="where dbt writes the site (default: target/ of the project)")
     parser.set_defaults(func=_command)
     return parser

@@ -79,10 +79,11 @@ def test_method_doc_blocks_and_overview_are_used(site):
 
 def lineage_section(text: str, model: str) -> tuple[str, str]:
     """The 'Referenced By' and 'Depends On' text of a model page."""
-    start = text.rfind("Referenced By Models")
+    start = text.rfind("Depends On Models")
     assert start >= 0, f"no lineage section on the page of {model}"
-    referenced, _, rest = text[start:].partition("Depends On")
-    depends = rest.split(" Code ")[0]
+    referenced_start = text.rfind("Referenced By", 0, start)
+    referenced = text[referenced_start:start] if referenced_start >= 0 else ""
+    depends = text[start:].split(" Code ")[0]
     return referenced, depends
 
 
@@ -91,7 +92,7 @@ def lineage_section(text: str, model: str) -> tuple[str, str]:
     [
         ("int_pca_hour_07", {"int_pca_input", "dim_days", "dim_users"}, {"fct_pca_components", "fct_pca_summary"}),
         ("fct_pca_components", {"int_pca_hour_00", "int_pca_hour_23"}, set()),
-        ("fct_user_outliers", set(), set()),
+        ("fct_user_outliers", {"fct_pca_components", "dim_users"}, set()),
     ],
 )
 def test_site_renders_models_and_lineage_in_chromium(site, model, upstream, downstream):

@@ -1,0 +1,123 @@
+"""docker/compose.yaml (Docker does not run here): the services, ports on 127.0.0.1 only, the
+lake mounted read-only at the same path in the database and the runners, and every file the
+compose file and the Dockerfile refer to exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from traffic_anomalies import PROJECT_DIR
+
+DOCKER = PROJECT_DIR / "docker"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def expand(value: str) -> str:
+    """${VAR:-default} → default (the values compose uses when nothing is set)."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def volumes(service: dict) -> list[dict]:
+    out = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            parts = volume.split(":")
+            out.append({"source": parts[0], "target": parts[1], "read_only": parts[2:] == ["ro"]})
+        else:
+            out.append(volume)
+    return out
+
+
+def test_services(compose):
+    services = compose["services"]
+    assert {"db", "scheduler", "docs", "nightly"} <= set(services)
+    assert services["db"]["image"].startswith("postgres:15")
+    assert "luigid" in services["scheduler"]["command"]
+    command = services["scheduler"]["command"]
+    assert command[command.index("--address") + 1] == "0.0.0.0"
+    assert services["docs"]["command"][:2] == ["traffic-anomalies", "docs"]
+    assert services["nightly"]["entrypoint"][:2] == ["traffic-anomalies", "nightly"]
+    assert services["nightly"].get("restart") == "no", "the nightly container is one-shot"
+    for name in ("docs", "nightly"):
+        env = services[name]["environment"]
+        assert env["PGHOST"] == "db" and env["TA_SCHEMA"]
+        assert "db" in services[name]["depends_on"]
+
+
+def test_every_published_port_is_loopback_only(compose):
+    published = 0
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            published += 1
+            if isinstance(port, dict):
+                assert port.get("host_ip") == "127.0.0.1", (name, port)
+            else:
+                assert expand(str(port)).startswith("127.0.0.1:"), (name, port)
+    assert published >= 3
+
+
+def test_lake_is_read_only_at_the_same_path_in_db_and_runners(compose):
+    services = compose["services"]
+    lake_mounts = {}
+    for name in ("db", "nightly", "docs"):
+        mounts = [v for v in volumes(services[name]) if "lake" in str(v.get("source", "")).lower()]
+        assert len(mounts) == 1, (name, mounts)
+        mount = mounts[0]
+        assert mount.get("read_only") is True, f"{name} must mount the lake read-only"
+        lake_mounts[name] = (expand(str(mount["source"])), mount["target"])
+    assert len(set(lake_mounts.values())) == 1, lake_mounts
+    lake_path = lake_mounts["nightly"][1]
+    entry = services["nightly"]["entrypoint"]
+    assert entry[entry.index("--lake") + 1] == lake_path
+    assert services["nightly"]["environment"]["TA_LAKE_ROOT"] == lake_path
+
+
+def test_named_volumes_are_declared_and_referenced_files_exist(compose):
+    declared = set(compose.get("volumes", {}))
+    for name, service in compose["services"].items():
+        for volume in volumes(service):
+            source = expand(str(volume.get("source", "")))
+            if volume.get("type") == "bind" or source.startswith((".", "/")):
+                if "lake" not in source:  # the lake is the user's; everything else ships here
+                    assert (DOCKER / source).exists(), (name, source)
+            else:
+                assert source in declared, (name, source)
+        build = service.get("build")
+        if build:
+            context = (DOCKER / build["context"]).resolve()
+            assert context == PROJECT_DIR.resolve()
+            assert (context / build["dockerfile"]).is_file()
+
+
+def test_dockerfile_installs_the_locked_project_and_copies_existing_paths():
+    text = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", text, flags=re.M)
+    assert re.search(r"pip install -c requirements\.lock (-e )?\.", text)
+    assert re.search(r"^USER ", text, flags=re.M), "the image should not run as root"
+    for line in re.findall(r"^COPY (.+)$", text, flags=re.M):
+        for source in line.split()[:-1]:
+            if source.startswith("--"):
+                continue
+            if "*" in source:
+                continue
+            assert (PROJECT_DIR / source).exists(), f"COPY source missing: {source}"
+
+
+def test_greenplum_transform_config_names_the_transforms_the_macros_use():
+    config = yaml.safe_load((DOCKER / "greenplum" / "gpfdist-transform.yaml").read_text())
+    assert config["VERSION"] == "1.0.0.1"
+    transforms = config["TRANSFORMATIONS"]
+    assert set(transforms) == {"ta_lines", "ta_listing", "ta_line_counts"}
+    macros = (PROJECT_DIR / "macros" / "lake" / "greenplum_external_sources.sql").read_text()
+    for name, spec in transforms.items():
+        assert spec["TYPE"] == "input" and "%filename%" in spec["COMMAND"] and "lake_reader.sh" in spec["COMMAND"]
+        assert f"'{name}'" in macros
+    assert (DOCKER / "greenplum" / "lake_reader.sh").is_file()
