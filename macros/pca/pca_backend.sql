@@ -21,13 +21,29 @@
 {% endmacro %}
 
 
-{#- Install (or refresh) madlib_compat once per dbt invocation, before any model runs.
-    Parallel invocations (one per hour) serialise on an advisory lock, so two never replace
-    the functions at the same time. No-op when MADlib itself is used. -#}
+{#- Install (or refresh) madlib_compat before any model runs, only when its DDL changed (a
+    checksum kept as the schema's comment), so each per-hour dbt invocation pays one query.
+    Parallel invocations serialise on an advisory lock, so two never replace the functions
+    at the same time. No-op when MADlib itself is used. -#}
 {% macro ensure_pca_backend() %}
     {%- if execute and pca_backend_schema() == 'madlib_compat' -%}
-        {%- do run_query("select pg_advisory_xact_lock(hashtext('traffic_anomalies.madlib_compat'))") -%}
-        {%- do install_madlib_compat() -%}
-        {%- do run_query("commit") -%}
+        {%- set marker = 'traffic_anomalies madlib_compat ' ~ local_md5(madlib_compat__ddl()) -%}
+        {%- set installed_sql -%}
+            select coalesce(obj_description(oid, 'pg_namespace'), '') from pg_namespace where nspname = 'madlib_compat'
+        {%- endset -%}
+        {%- set installed = run_query(installed_sql).columns[0].values() -%}
+        {%- if installed | length == 0 or installed[0] != marker -%}
+            {%- do run_query("select pg_advisory_lock(hashtext('traffic_anomalies.madlib_compat'))") -%}
+            {%- set installed = run_query(installed_sql).columns[0].values() -%}
+            {%- if installed | length == 0 or installed[0] != marker -%}
+                {%- do run_query(madlib_compat__linalg_ddl()) -%}
+                {%- do run_query(madlib_compat__pca_train_ddl()) -%}
+                {%- do run_query(madlib_compat__pca_project_ddl()) -%}
+                {%- do run_query("comment on schema madlib_compat is " ~ sql_string_literal(marker)) -%}
+                {{ log("installed madlib_compat (" ~ marker ~ ")", info=true) }}
+            {%- endif -%}
+            {%- do run_query("commit") -%}
+            {%- do run_query("select pg_advisory_unlock(hashtext('traffic_anomalies.madlib_compat'))") -%}
+        {%- endif -%}
     {%- endif -%}
 {% endmacro %}

@@ -15,6 +15,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "traffic_anomalies.lake",
     "traffic_anomalies.demo",
     "traffic_anomalies.nightly",
+    "traffic_anomalies.report",
+    "traffic_anomalies.docs",
 )
 
 
