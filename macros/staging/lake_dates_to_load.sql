@@ -6,6 +6,11 @@
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
+    {%- set listing = source('lake', 'flow_files') -%}
+    {%- if adapter.get_relation(listing.database, listing.schema, listing.identifier) is none -%}
+        {#- not staged yet (e.g. compiling or linting on a fresh database): nothing to load -#}
+        {{ return([]) }}
+    {%- endif -%}
     {%- set run_date = var('run_date', none) -%}
     {%- set reload = var('reload_dates', []) -%}
     {%- set reload = [reload] if reload is string else reload -%}

@@ -8,14 +8,14 @@ with
 training as (
 
     {% for model_name in pca_hour_model_names() %}
-    select
-        {{ loop.index0 }} as hour_of_day,
-        rows_used,
-        "exec_time (ms)" as train_time_ms,
-        recon_error,
-        relative_recon_error
-    from {{ pca_companion(model_name, '_summary') }}
-    {% if not loop.last %}union all{% endif %}
+        select
+            {{ loop.index0 }} as hour_of_day,
+            rows_used,
+            "exec_time (ms)" as train_time_ms,
+            recon_error,
+            relative_recon_error
+        from {{ pca_companion(model_name, '_summary') }}
+        {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
 ),
@@ -23,13 +23,13 @@ training as (
 projection as (
 
     {% for model_name in pca_hour_model_names() %}
-    select
-        {{ loop.index0 }} as hour_of_day,
-        exec_time as project_time_ms,
-        residual_norm,
-        relative_residual_norm
-    from {{ pca_companion(model_name, '_projection_summary') }}
-    {% if not loop.last %}union all{% endif %}
+        select
+            {{ loop.index0 }} as hour_of_day,
+            exec_time as project_time_ms,
+            residual_norm,
+            relative_residual_norm
+        from {{ pca_companion(model_name, '_projection_summary') }}
+        {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
 ),
