@@ -9,10 +9,13 @@ started from the machine's server binaries; as root on Debian it installs them w
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +45,12 @@ class LocalCluster:
 
     @property
     def socket_dir(self) -> Path:
-        return self.root / "run"
+        # Unix socket paths are limited to ~107 bytes: a deep checkout gets a short one in /tmp.
+        own = self.root / "run"
+        if len(str(own / f".s.PGSQL.{self.port}")) < 100:
+            return own
+        digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"traffic_anomalies-{digest}"
 
     @property
     def log_file(self) -> Path:
@@ -59,7 +67,29 @@ class LocalCluster:
 
 def local_cluster() -> LocalCluster:
     root = Path(os.environ.get("TA_LOCAL_PG_DIR", PROJECT_DIR / ".local" / "pg")).resolve()
-    return LocalCluster(root=root, port=int(os.environ.get("TA_LOCAL_PG_PORT", DEFAULT_PORT)))
+    if os.environ.get("TA_LOCAL_PG_PORT"):
+        return LocalCluster(root=root, port=int(os.environ["TA_LOCAL_PG_PORT"]))
+    # The port chosen when the cluster was created (another checkout may hold the default).
+    port_file = root / "port"
+    port = int(port_file.read_text()) if port_file.exists() else DEFAULT_PORT
+    return LocalCluster(root=root, port=port)
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _choose_port(cluster: LocalCluster) -> LocalCluster:
+    """A new cluster takes the default port, or the next free one (recorded for later runs)."""
+    if os.environ.get("TA_LOCAL_PG_PORT"):
+        return cluster
+    for port in range(DEFAULT_PORT, DEFAULT_PORT + 100):
+        if not _port_in_use(port):
+            (cluster.root / "port").write_text(str(port))
+            return LocalCluster(root=cluster.root, port=port)
+    raise DatabaseError(f"no free port in {DEFAULT_PORT}-{DEFAULT_PORT + 99}: set TA_LOCAL_PG_PORT")
 
 
 def external_configured(environ: dict[str, str] | None = None) -> bool:
@@ -199,8 +229,10 @@ def up() -> str:
     for sub in (cluster.root, cluster.socket_dir, cluster.log_file.parent):
         sub.mkdir(parents=True, exist_ok=True)
     if not (cluster.data_dir / "PG_VERSION").exists():
+        cluster = _choose_port(cluster)
         _init_cluster(cluster, bindir, user)
     _chown_tree(cluster.root, user)
+    _chown_tree(cluster.socket_dir, user)
     if not cluster_running(cluster):
         _start_cluster(cluster, bindir, user)
     _ensure_database(cluster, bindir, user)
