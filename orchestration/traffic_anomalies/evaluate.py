@@ -291,10 +291,16 @@ def evaluate(
     work_dir = Path(tempfile.mkdtemp(prefix="traffic_anomalies-eval-"))
     work_dir.chmod(0o755)
     results: list[RunResult] = []
+    failures: list[dict[str, Any]] = []
     try:
         for scenario in scenarios:
             for seed in seeds:
-                result = run_one(scenario, seed, users=users, days=days, work_dir=work_dir, keep=keep)
+                try:
+                    result = run_one(scenario, seed, users=users, days=days, work_dir=work_dir, keep=keep)
+                except Exception as exc:  # one failed build must not lose the other runs
+                    failures.append({"scenario": scenario.name, "seed": seed, "error": str(exc)[:2000]})
+                    log(f"{scenario.name} seed {seed}: FAILED: {str(exc).splitlines()[0]}")
+                    continue
                 results.append(result)
                 line = ", ".join(
                     f"{m} P={c.figures()['precision']} R={c.figures()['recall']}" for m, c in result.methods.items()
@@ -314,6 +320,7 @@ def evaluate(
             {**{k: v for k, v in asdict(r).items() if k != "methods"}, "methods": {m: c.figures() for m, c in r.methods.items()}}
             for r in results
         ],
+        "failed_runs": failures,
         "markdown": markdown(summary),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
