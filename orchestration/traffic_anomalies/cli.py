@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "traffic_anomalies.nightly",
     "traffic_anomalies.report",
     "traffic_anomalies.docs",
+    "traffic_anomalies.evaluate",
 )
 
 
