@@ -7,7 +7,10 @@
         {{ return([]) }}
     {%- endif -%}
     {%- set listing = source('lake', 'flow_files') -%}
-    {%- if adapter.get_relation(listing.database, listing.schema, listing.identifier) is none -%}
+    {#- asked of the catalog, not adapter.get_relation: dbt's relation cache lists tables and
+        views only, so a foreign table (file_fdw) would always look missing -#}
+    {%- set staged = run_query("select to_regclass(" ~ sql_string_literal(listing.include(database=false) | string) ~ ") is not null") -%}
+    {%- if not staged.columns[0].values()[0] -%}
         {#- not staged yet (e.g. compiling or linting on a fresh database): nothing to load -#}
         {{ return([]) }}
     {%- endif -%}
