@@ -1,0 +1,266 @@
+"""End to end: the nightly command over the real project on a small generated lake.
+
+Each run is a real `python -m traffic_anomalies.nightly` process (so it can be killed) writing
+into a schema of its own. Slow (about a minute per full run on 2 cores).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import connect, drop_schemas, query, server_readable_dir
+from traffic_anomalies import PROJECT_DIR, tasks  # tasks first: it points Luigi at luigi.cfg
+from traffic_anomalies import runstate
+
+RUN_DATE = dt.date(2017, 1, 10)  # the lake's last day
+LAKE_DAYS = 10
+HOUR_FAMILY = "PcaHour"
+# Columns that legitimately differ between two runs of the same data.
+VOLATILE_TYPES = ("timestamp with time zone", "timestamp without time zone", "ARRAY")
+VOLATILE_NAME_PARTS = ("time", "_ms", "built_at", "loaded_at")
+
+
+@pytest.fixture(scope="module")
+def lake() -> Iterator[Path]:
+    from traffic_anomalies.lake import generate_lake
+
+    out = server_readable_dir("nightly")
+    generate_lake(out, users=30, days=LAKE_DAYS, start=RUN_DATE - dt.timedelta(days=LAKE_DAYS - 1), seed=11)
+    yield out
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+
+
+@dataclass
+class Pipeline:
+    """One target schema and how to run the nightly command into it."""
+
+    schema: str
+    lake: Path
+    target_root: Path
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "TA_SCHEMA": self.schema, "TA_DBT_TARGET_ROOT": str(self.target_root)}
+        env.pop("LUIGI_CONFIG_PATH", None)  # the command finds luigi.cfg itself
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "traffic_anomalies.nightly", *args, "--lake", str(self.lake),
+                "--local-scheduler"]
+
+    def run(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(*args), env=self.env(), cwd="/", capture_output=True,
+                              text=True, timeout=timeout)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        # Own process group: the test kills the command and every dbt it started, like SIGKILL
+        # from an operator or the OOM killer would.
+        # Output to a file: an unread pipe could fill up and stall the run.
+        self.target_root.mkdir(parents=True, exist_ok=True)
+        with open(self.target_root / "started-run.log", "w") as log:
+            return subprocess.Popen(self.command(*args), env=self.env(), cwd="/", text=True,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self) -> str:
+        return (self.target_root / "started-run.log").read_text()[-4000:]
+
+    def markers(self, date: dt.date = RUN_DATE) -> dict[str, runstate.Marker]:
+        return runstate.markers(date, self.schema)
+
+    def hour_markers(self, date: dt.date = RUN_DATE) -> dict[str, dt.datetime]:
+        return {m.task_id: m.finished_at for m in self.markers(date).values() if m.task_family == HOUR_FAMILY}
+
+    def complete(self, date: dt.date = RUN_DATE, **params: Any) -> bool:
+        previous = os.environ.get("TA_SCHEMA")
+        os.environ["TA_SCHEMA"] = self.schema
+        try:
+            return tasks.NightlyRun(date=date, lake_root=str(self.lake), **params).complete()
+        finally:
+            if previous is None:
+                os.environ.pop("TA_SCHEMA")
+            else:
+                os.environ["TA_SCHEMA"] = previous
+
+    def marts(self) -> dict[str, list[tuple]]:
+        """Every mart's rows, without run-dependent columns, floats rounded (PCA signs aside)."""
+        tables = [r[0] for r in query(
+            "select table_name from information_schema.tables where table_schema = %s "
+            "and (table_name like 'fct\\_%%' or table_name like 'dim\\_%%') order by 1", (self.schema,))]
+        contents = {}
+        for table in tables:
+            columns = [
+                name for name, data_type in query(
+                    "select column_name, data_type from information_schema.columns "
+                    "where table_schema = %s and table_name = %s order by ordinal_position",
+                    (self.schema, table))
+                if data_type not in VOLATILE_TYPES and not any(p in name for p in VOLATILE_NAME_PARTS)
+            ]
+            select = ", ".join(f'"{c}"' for c in columns)
+            rows = query(f'select {select} from "{self.schema}"."{table}"')
+            contents[table] = sorted(
+                (tuple(round(abs(v), 4) if isinstance(v, float) else v for v in row) for row in rows),
+                key=repr,
+            )
+        return contents
+
+    def drop(self) -> None:
+        drop_schemas(self.schema)
+        with connect() as conn, conn.cursor() as cur:
+            cur.execute("delete from ta_meta.task_runs where target_schema = %s", (self.schema,))
+
+
+@pytest.fixture
+def pipeline_factory(database: dict[str, str], lake: Path, tmp_path: Path) -> Iterator:
+    made: list[Pipeline] = []
+
+    def make() -> Pipeline:
+        made.append(Pipeline(f"t_night_{uuid.uuid4().hex[:8]}", lake, tmp_path / f"target{len(made)}"))
+        return made[-1]
+
+    yield make
+    for pipeline in made:
+        pipeline.drop()
+
+
+@pytest.fixture(scope="module")
+def full_run(database: dict[str, str], lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One uninterrupted nightly run, shared by the tests that only read it."""
+    pipeline = Pipeline(f"t_night_{uuid.uuid4().hex[:8]}", lake, tmp_path_factory.mktemp("full"))
+    ran = pipeline.run("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4")
+    yield pipeline, ran
+    pipeline.drop()
+
+
+def test_steps_select_every_model_exactly_once(database: dict[str, str], tmp_path: Path) -> None:
+    """The selection table of tasks.py against the models as they are now."""
+    from traffic_anomalies.dbt import dbt_executable
+
+    def ls(*selection: str) -> set[str]:
+        listed = subprocess.run(
+            [dbt_executable(), "ls", "--resource-type", "model", "--output", "name", "--quiet",
+             "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
+             "--target-path", str(tmp_path / "ls"), *selection],
+            capture_output=True, text=True, check=True, cwd=PROJECT_DIR,
+        )
+        return {line.strip() for line in listed.stdout.splitlines() if line.strip()}
+
+    everything = ls()
+    chosen: dict[str, set[str]] = {}
+    for name, step in tasks.STEPS.items():
+        if step.command != ("build",):
+            continue
+        per_hour = "{hour" in " ".join(step.select)
+        # The 24 hours in one listing (one dbt start-up instead of 24), each hour one model.
+        selectors = [s.format(hour=h) for s in step.select for h in (range(24) if per_hour else [None])]
+        args = ["--select", *selectors]
+        if step.exclude:
+            args += ["--exclude", *step.exclude]
+        chosen[name] = ls(*args)
+        if per_hour:
+            assert len(chosen[name]) == 24, chosen[name]
+    assert all(chosen.values()), {k for k, v in chosen.items() if not v}
+    union = set().union(*chosen.values())
+    assert everything - union == set(), "models no nightly step builds"
+    assert sum(len(v) for v in chosen.values()) == len(union), "models built by two steps"
+
+
+def test_nightly_builds_everything(full_run) -> None:
+    pipeline, ran = full_run
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    markers = pipeline.markers()
+    families = sorted(m.task_family for m in markers.values())
+    assert families.count(HOUR_FAMILY) == 24
+    for family in ("StageLake", "LoadSeeds", "BuildStaging", "BuildPcaInput", "BuildMarts", "GenerateDocs"):
+        assert family in families
+    assert pipeline.complete()
+    assert "tasks run: " in ran.stdout and "failed: 0" in ran.stdout
+    assert "rows (" in ran.stdout and "stg_flows" in ran.stdout and "int_hourly_counts" in ran.stdout
+    marts = pipeline.marts()
+    assert marts and all(marts.values()), {k: len(v) for k, v in marts.items()}
+    assert (pipeline.target_root / "index.html").exists()  # dbt docs generate
+
+
+def test_second_run_same_date_does_nothing(full_run) -> None:
+    pipeline, first = full_run
+    assert first.returncode == 0
+    before = {k: m.finished_at for k, m in pipeline.markers().items()}
+    again = pipeline.run("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "tasks run: 0;" in again.stdout
+    assert {k: m.finished_at for k, m in pipeline.markers().items()} == before
+
+
+def test_kill_during_pca_then_rerun_finishes_only_missing_hours(full_run, pipeline_factory) -> None:
+    reference, ran = full_run
+    assert ran.returncode == 0
+    pipeline = pipeline_factory()
+    process = pipeline.start("nightly", "--date", RUN_DATE.isoformat(), "--workers", "2")
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and process.poll() is None:
+            if len(pipeline.hour_markers()) >= 3:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before the test could kill it:\n" + pipeline.log()
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    survivors = pipeline.hour_markers()
+    assert 3 <= len(survivors) < 24
+    assert "BuildMarts" not in {m.task_family for m in pipeline.markers().values()}
+
+    rerun = pipeline.run("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    after = pipeline.hour_markers()
+    assert len(after) == 24
+    assert {k: after[k] for k in survivors} == survivors, "finished hours were redone"
+    downstream = 3 + tasks.report_available()  # marts, docs, the wrapper (and the report)
+    assert f"tasks run: {24 - len(survivors) + downstream};" in rerun.stdout
+    assert pipeline.marts() == reference.marts()
+
+
+def test_failing_hour_fails_alone_and_is_named(pipeline_factory) -> None:
+    pipeline = pipeline_factory()
+    ran = pipeline.run("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4",
+                       "--var", 'pca_components_by_hour={"7": 0}')
+    assert ran.returncode == 30, ran.stdout + ran.stderr
+    hours = {m.task_id for m in pipeline.markers().values() if m.task_family == HOUR_FAMILY}
+    assert len(hours) == 23 and not any("_7_" in task_id for task_id in hours)
+    assert "FAILED PcaHour(date=2017-01-10, hour=7" in ran.stdout
+    assert "pca_components for hour 7" in ran.stdout  # dbt's own message
+    assert "BuildMarts" in ran.stdout.split("not run (upstream failed):")[1]
+    assert not pipeline.complete(dbt_vars={"pca_components_by_hour": {"7": 0}})
+
+
+def test_backfill_three_days(pipeline_factory) -> None:
+    pipeline = pipeline_factory()
+    start = RUN_DATE - dt.timedelta(days=2)
+    ran = pipeline.run("backfill", "--start", start.isoformat(), "--end", RUN_DATE.isoformat(),
+                       "--workers", "4")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    for offset in range(3):
+        assert pipeline.complete(start + dt.timedelta(days=offset))
+    assert not pipeline.complete(start - dt.timedelta(days=1))
+    assert ran.stdout.count("== nightly run ") == 3
+
+
+def test_second_run_while_one_is_running_is_refused(pipeline_factory) -> None:
+    pipeline = pipeline_factory()
+    with runstate.RunLock("nightly held by the test", schema=pipeline.schema):
+        ran = pipeline.run("nightly", "--date", RUN_DATE.isoformat())
+    assert ran.returncode == 10
+    assert "another nightly run is in progress" in ran.stderr and f"pid={os.getpid()}" in ran.stderr
