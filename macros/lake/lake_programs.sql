@@ -26,13 +26,17 @@ BEGIN {
     reader = (path ~ /\.gz$/ ? "gzip -dc -- " : "cat -- ") q quoted q " 2>/dev/null"
     nr = 0
     while ((got = (reader | getline line)) > 0) {
+      if (nr) print held "\t\\N"
       nr++
       sub(/\r$/, "", line)
       if (line ~ /[\\\t\r]/) { gsub(/\\/, "\\\\\\\\", line); gsub(/\t/, "\\t", line); gsub(/\r/, "\\r", line) }
-      print dt "\t" name "\t" nr "\t" line "\t\\N"
+      held = dt "\t" name "\t" nr "\t" line
     }
     status = close(reader)
-    if (got < 0 || status != 0) print dt "\t" name "\t" (nr + 1) "\t\\N\tread failed after " nr " lines (reader exit status " status ")"
+    failed = (got < 0 || status != 0)
+    # the last line read may be cut short: it says so
+    if (nr) print held "\t" (failed ? "incomplete: the file could not be read past this line" : "\\N")
+    if (failed) print dt "\t" name "\t" (nr + 1) "\t\\N\tread failed after " nr " lines (reader exit status " status ")"
   }
 }
     {%- endset -%}

@@ -8,6 +8,7 @@
             "create index if not exists {{ this.identifier }}__dt on {{ this }} (dt)",
             "create index if not exists {{ this.identifier }}__activity_date on {{ this }} (activity_date) where line_status = 'valid'",
             "create index if not exists {{ this.identifier }}__first_lines on {{ this }} (dt, source_file) where line_number = 1",
+            "{{ fail_on_unreadable_lake_files(this) }}",
         ],
     )
 }}
@@ -93,7 +94,8 @@ classified as (
     select
         *,
         case
-            when read_error is not null then 'file_read_error'
+            when read_error is not null and raw_line is null then 'file_read_error'
+            when read_error is not null then 'incomplete_line'
             when line_number = 1 and line_text = '{{ expected_header }}' then null
             when line_number = 1 then 'unexpected_header'
             when line_text is null then 'invalid_utf8'
@@ -118,13 +120,83 @@ classified as (
 
 ),
 
+{# A valid line repeated verbatim within its day is a re-delivered record: the first copy (by
+   file, then line number) is the flow, later copies are `duplicate_line`. Cheap: a hash
+   aggregate of the day's lines on a 4-byte hash finds the few repeated ones, and only those
+   are compared exactly and ranked (no sort of all lines). #}
+repeated_hashes as (
+
+    select
+        dt,
+        hashtext(line_text) as line_hash
+    from classified
+    where reject_reason is null and line_number > 1
+    group by dt, hashtext(line_text)
+    having count(*) > 1
+
+),
+
+later_copies as (
+
+    select
+        dt,
+        source_file,
+        line_number
+    from (
+        select
+            classified.dt,
+            classified.source_file,
+            classified.line_number,
+            row_number() over (
+                partition by classified.dt, classified.line_text
+                order by classified.source_file, classified.line_number
+            ) as copy_number
+        from classified
+        inner join repeated_hashes
+            on classified.dt = repeated_hashes.dt and hashtext(classified.line_text) = repeated_hashes.line_hash
+        where classified.reject_reason is null and classified.line_number > 1
+    ) as copies
+    where copy_number > 1
+
+),
+
+deduplicated as (
+
+    select
+        classified.dt,
+        classified.source_file,
+        classified.line_number,
+        classified.raw_line,
+        classified.read_error,
+        classified.line_text,
+        classified.start_time_text,
+        classified.user_name,
+        classified.src_ip_text,
+        classified.dst_ip_text,
+        classified.dst_port_text,
+        classified.protocol,
+        classified.bytes_text,
+        classified.started_at,
+        coalesce(
+            classified.reject_reason,
+            case when later_copies.line_number is not null then 'duplicate_line' end
+        ) as reject_reason
+    from classified
+    left join later_copies
+        on
+            classified.dt = later_copies.dt
+            and classified.source_file = later_copies.source_file
+            and classified.line_number = later_copies.line_number
+
+),
+
 flagged as (
 
     select
         *,
         reject_reason is null and line_number > 1 as is_flow,
         {{ flow_timestamp_format('start_time_text') }} as timestamp_format
-    from classified
+    from deduplicated
 
 ),
 
