@@ -2,6 +2,7 @@
     lake to the database, from the `external` properties of the `lake` sources. Idempotent and
     cheap (no data is read): run it before each build so new partitions are seen. -#}
 {% macro stage_external_sources(lake_root=none) %}
+    {%- do validate_project_vars() -%}
     {%- set root = validated_lake_root(lake_root) -%}
     {%- set sources = [] -%}
     {%- for node in graph.sources.values() if node.source_name == 'lake' and node.external -%}

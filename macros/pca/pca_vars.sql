@@ -24,6 +24,14 @@
     `pca_components_by_hour` ({"7": 5}). Returned as a SQL literal typed for MADlib's overloads. -#}
 {% macro pca_components_param(hour) %}
     {%- set by_hour = var('pca_components_by_hour', {}) -%}
+    {%- if by_hour is not mapping -%}
+        {{ exceptions.raise_compiler_error("pca_components_by_hour must map hours to settings, e.g. {\"7\": 5}, got: " ~ (by_hour | tojson)) }}
+    {%- endif -%}
+    {%- for key in by_hour -%}
+        {%- if not modules.re.fullmatch('[0-9]{1,2}', key | string) or key | int > 23 -%}
+            {{ exceptions.raise_compiler_error("pca_components_by_hour keys must be hours 0-23, got: " ~ (key | tojson)) }}
+        {%- endif -%}
+    {%- endfor -%}
     {%- set value = by_hour.get(hour | string, by_hour.get(hour, var('pca_components', 0.99))) -%}
     {%- if value is integer and value is not boolean and value >= 1 -%}
         {{ return((value | int) ~ "::integer") }}

@@ -6,6 +6,10 @@
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
+    {#- vars first: a bad value is refused even before the lake is staged -#}
+    {%- set run_date = var('run_date', none) -%}
+    {%- set run_date = validated_partition_date(run_date) if run_date else none -%}
+    {%- set reload = validated_reload_dates() -%}
     {%- set listing = source('lake', 'flow_files') -%}
     {#- asked of the catalog, not adapter.get_relation: dbt's relation cache lists tables and
         views only, so a foreign table (file_fdw) would always look missing -#}
@@ -14,9 +18,6 @@
         {#- not staged yet (e.g. compiling or linting on a fresh database): nothing to load -#}
         {{ return([]) }}
     {%- endif -%}
-    {%- set run_date = var('run_date', none) -%}
-    {%- set reload = var('reload_dates', []) -%}
-    {%- set reload = [reload] if reload is string else reload -%}
     {%- set conditions = [] -%}
     {%- if run_date -%}
         {%- do conditions.append("dt <= " ~ sql_string_literal(validated_partition_date(run_date)) ~ "::date") -%}

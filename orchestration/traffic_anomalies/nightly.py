@@ -27,7 +27,7 @@ from typing import Any
 
 from traffic_anomalies import PROJECT_DIR, localdb
 from traffic_anomalies import tasks  # sets LUIGI_CONFIG_PATH before luigi is imported
-from traffic_anomalies import runstate
+from traffic_anomalies import runstate, validation
 
 import luigi  # noqa: E402  (after tasks: see there)
 import luigi.execution_summary  # noqa: E402
@@ -219,6 +219,14 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
     _setup_logging()
     codes = retcode()
     try:
+        validation.target_schema()
+        validation.lake_root(args.lake or tasks.default_lake_root())
+        for name in args.vars:
+            validation.dbt_var_name(name)
+    except validation.InvalidSetting as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         print(localdb.up(), file=sys.stderr)
         localdb.apply_connection_env()
         scheduler, scheduler_text = choose_scheduler(args)
@@ -340,7 +348,8 @@ def yesterday_utc() -> dt.date:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"parallel Luigi worker processes (default {DEFAULT_WORKERS})")
-    parser.add_argument("--lake", metavar="DIR", help="lake root as the database server sees it "
+    parser.add_argument("--lake", metavar="DIR", type=validation.argparse_type(validation.lake_root),
+                        help="lake root as the database server sees it "
                         "(default: $TA_LAKE_ROOT or lake/ in the project)")
     parser.add_argument("--var", dest="var_list", action="append", type=parse_var, default=[],
                         metavar="KEY=VALUE", help="extra dbt var for every step (repeatable)")

@@ -84,7 +84,13 @@ class ReportData:
 
 
 def report_schema(schema: str | None = None) -> str:
-    return schema or os.environ.get("TA_SCHEMA") or DEFAULT_SCHEMA
+    from traffic_anomalies.validation import InvalidSetting, schema_name
+
+    what = "--schema" if schema else "TA_SCHEMA"
+    try:
+        return schema_name(schema or os.environ.get("TA_SCHEMA") or DEFAULT_SCHEMA, what)
+    except InvalidSetting as exc:
+        raise ReportError(str(exc)) from None
 
 
 def connect():
@@ -526,6 +532,13 @@ def _date_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _schema_arg(value: str) -> str:
+    try:
+        return report_schema(value)
+    except ReportError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _command(args: argparse.Namespace) -> int:
     try:
         path = build_report(args.date, schema=args.schema)
@@ -543,6 +556,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Write target/report/<date>/index.html from the marts of the schema (env TA_SCHEMA).",
     )
     parser.add_argument("--date", required=True, type=_date_arg, help="the run date, YYYY-MM-DD")
-    parser.add_argument("--schema", default=None, help="schema of the marts (default: env TA_SCHEMA, else traffic)")
+    parser.add_argument("--schema", default=None, type=_schema_arg,
+                        help="schema of the marts (default: env TA_SCHEMA, else traffic)")
     parser.set_defaults(func=_command)
     return parser

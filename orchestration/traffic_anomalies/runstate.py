@@ -29,7 +29,9 @@ _DDL_LOCK_KEY = 0  # second key serialising the creation of ta_meta
 
 def target_schema() -> str:
     """The dbt target schema (profiles.yml reads TA_SCHEMA): independent pipelines per schema."""
-    return os.environ.get("TA_SCHEMA", "traffic")
+    from traffic_anomalies.validation import target_schema as checked
+
+    return checked()  # a plain identifier: it names the lock, markers and artifact directory
 
 
 def connect(application_name: str = "traffic-anomalies") -> psycopg2.extensions.connection:
