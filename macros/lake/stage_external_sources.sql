@@ -53,7 +53,8 @@
         "create extension if not exists file_fdw",
         "do $$ begin if not exists (select 1 from pg_foreign_server where srvname = 'traffic_anomalies_lake') "
             ~ "then create server traffic_anomalies_lake foreign data wrapper file_fdw; end if; end $$",
-        "create schema if not exists " ~ adapter.quote(schema),
+        "do $$ begin if not exists (select 1 from pg_namespace where nspname = " ~ sql_string_literal(schema)
+            ~ ") then create schema " ~ adapter.quote(schema) ~ "; end if; end $$",
     ] -%}
     {%- set partitioned = [] -%}
     {%- for node in sources -%}

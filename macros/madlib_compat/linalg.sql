@@ -5,7 +5,14 @@
 -#}
 {% macro madlib_compat__linalg_ddl() %}
 {% raw %}
-create schema if not exists madlib_compat;
+do $$
+begin
+    -- an existing schema's owner (the nightly job's role) need not be allowed to create schemas
+    if not exists (select 1 from pg_namespace where nspname = 'madlib_compat') then
+        create schema madlib_compat;
+    end if;
+end
+$$;
 
 -- Split a possibly schema-qualified, possibly double-quoted table name into
 -- {schema, name} with PostgreSQL's own folding rules (unquoted -> lower case).

@@ -59,7 +59,10 @@ def ensure_meta(conn: psycopg2.extensions.connection) -> None:
     try:
         with conn, conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, _DDL_LOCK_KEY))
-            cur.execute(f"create schema if not exists {META_SCHEMA}")
+            # only when missing: the schema's owner need not be allowed to create schemas
+            cur.execute("select 1 from pg_namespace where nspname = %s", (META_SCHEMA,))
+            if cur.fetchone() is None:
+                cur.execute(f"create schema {META_SCHEMA}")
             cur.execute(
                 f"""
                 create table if not exists {META_SCHEMA}.{MARKER_TABLE} (
