@@ -7,32 +7,15 @@ with
 
 components as (
 
-    {% for model_name in pca_hour_model_names() %}
-        select
-            {{ loop.index0 }} as hour_of_day,
-            row_id as component_rank,
-            std_dev,
-            proportion,
-            principal_components
-        from {{ pca_companion(model_name, '') }}
-        {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-
-),
-
-ranked as (
-
     select
         hour_of_day,
         component_rank,
         std_dev,
-        std_dev * std_dev as eigenvalue,
+        eigenvalue,
         proportion,
-        sum(proportion) over (
-            partition by hour_of_day order by component_rank rows unbounded preceding
-        ) as cumulative_proportion,
+        cumulative_proportion,
         principal_components
-    from components
+    from {{ ref('int_pca_components') }}
 
 )
 
@@ -44,4 +27,4 @@ select
     proportion,
     cumulative_proportion,
     principal_components
-from ranked
+from components

@@ -7,46 +7,29 @@ with
 
 components as (
 
-    {% for model_name in pca_hour_model_names() %}
-    select
-        {{ loop.index0 }} as hour_of_day,
-        row_id as component_rank,
-        std_dev,
-        proportion,
-        principal_components
-    from {{ pca_companion(model_name, '') }}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-
-),
-
-ranked as (
-
     select
         hour_of_day,
         component_rank,
-        std_dev * std_dev as eigenvalue,
+        eigenvalue,
         proportion,
-        sum(proportion) over (
-            partition by hour_of_day order by component_rank rows unbounded preceding
-        ) as cumulative_proportion,
+        cumulative_proportion,
         principal_components
-    from components
+    from {{ ref('int_pca_components') }}
 
 ),
 
 loadings as (
 
     select
-        ranked.hour_of_day,
-        ranked.component_rank,
+        components.hour_of_day,
+        components.component_rank,
         entries.user_index::int as user_index,
         entries.loading,
-        ranked.eigenvalue,
-        ranked.proportion,
-        ranked.cumulative_proportion
-    from ranked
-    cross join unnest(ranked.principal_components) with ordinality as entries (loading, user_index)
+        components.eigenvalue,
+        components.proportion,
+        components.cumulative_proportion
+    from components
+    cross join unnest(components.principal_components) with ordinality as entries (loading, user_index)
 
 )
 
