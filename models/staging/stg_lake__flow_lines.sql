@@ -160,6 +160,18 @@ later_copies as (
 
 ),
 
+{# A file whose first line is not the expected header is distrusted as a whole (its columns
+   may be in another order): its other lines are rejected too. #}
+distrusted_files as (
+
+    select
+        dt,
+        source_file
+    from classified
+    where line_number = 1 and reject_reason = 'unexpected_header'
+
+),
+
 deduplicated as (
 
     select
@@ -179,9 +191,12 @@ deduplicated as (
         classified.started_at,
         coalesce(
             classified.reject_reason,
+            case when distrusted_files.source_file is not null then 'file_has_unexpected_header' end,
             case when later_copies.line_number is not null then 'duplicate_line' end
         ) as reject_reason
     from classified
+    left join distrusted_files
+        on classified.dt = distrusted_files.dt and classified.source_file = distrusted_files.source_file
     left join later_copies
         on
             classified.dt = later_copies.dt
