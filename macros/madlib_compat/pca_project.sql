@@ -199,18 +199,23 @@ begin
 
     if v_kmax > 0 then
         -- components transposed: p_c = (V[c,1], ..., V[c,kmax]), zero padded per group
+        -- with the column mean beside it: a subscript of the col_dim-long mean array would
+        -- detoast the whole array for every cell (seconds per 10^4 cells)
         create temp table __mp_p as
-        select q.__gid, q.c, q.p || array_fill(0::float8, array[v_kmax - cardinality(q.p)]) as p
+        select q.__gid, q.c, q.p || array_fill(0::float8, array[v_kmax - cardinality(q.p)]) as p, mu.x as mu
         from (select t.__gid, u.c::int as c, array_agg(u.x order by t.i) as p
               from pg_temp.__mp_pc t cross join lateral unnest(t.pc) with ordinality u(x, c)
-              group by t.__gid, u.c) q;
+              group by t.__gid, u.c) q
+        join (select mn.__gid, u.c::int as c, u.x
+              from pg_temp.__mp_mean mn cross join lateral unnest(mn.mu) with ordinality u(x, c)) mu
+          on mu.__gid = q.__gid and mu.c = q.c;
         -- mean . V, subtracted from every projected row: (x - mean) V = xV - mean V
         execute format(
             'create temp table __mp_b as
                select p.__gid, %s as b
-               from pg_temp.__mp_p p join pg_temp.__mp_mean mn on mn.__gid = p.__gid
+               from pg_temp.__mp_p p
                group by p.__gid',
-            madlib_compat._wide_sum('mn.mu[p.c]', 'p.p', v_kmax));
+            madlib_compat._wide_sum('p.mu', 'p.p', v_kmax));
         execute format(
             'create temp table __mp_y as
                select x.__gid, x.r, %s as y
@@ -240,14 +245,13 @@ begin
     if v_resq is not null or v_sumq is not null then
         -- residual = (x - mean) - z V^T over the dense row_dim x col_dim grid
         if v_kmax > 0 then
-            v_resid_expr := 'coalesce(x.v, 0) - mn.mu[gs.c] - ('
+            v_resid_expr := 'coalesce(x.v, 0) - p.mu - ('
                 || (select string_agg(format('o.z[%1$s]*p.p[%1$s]', ix), ' + ' order by ix)
                     from generate_series(1, v_kmax) ix) || ')';
             execute format(
                 'create temp table __mp_r as
                  select o.__gid, o.r, %2$s as rv, sum(e.val * e.val) as rss
                  from pg_temp.__mp_o o
-                 join pg_temp.__mp_mean mn on mn.__gid = o.__gid
                  cross join generate_series(1, $1) gs(c)
                  join pg_temp.__mp_p p on p.__gid = o.__gid and p.c = gs.c
                  left join (%3$s) x on x.__gid = o.__gid and x.r = o.r and x.c = gs.c
@@ -262,10 +266,11 @@ begin
                 'create temp table __mp_r as
                  select mn.__gid, gs.r, %1$s as rv, sum(e.val * e.val) as rss
                  from pg_temp.__mp_mean mn
+                 cross join lateral unnest(mn.mu) with ordinality gc(mu, c)
                  cross join generate_series(1, $2) gs(r)
-                 cross join generate_series(1, $1) gc(c)
                  left join (%2$s) x on x.__gid = mn.__gid and x.r = gs.r and x.c = gc.c
-                 cross join lateral (select coalesce(x.v, 0) - mn.mu[gc.c] as val) e
+                 cross join lateral (select coalesce(x.v, 0) - gc.mu as val) e
+                 where gc.c <= $1
                  group by mn.__gid, gs.r',
                 case when v_resq is not null then 'array_agg(e.val order by gc.c)' else 'null::float8[]' end,
                 v_src_sql)
