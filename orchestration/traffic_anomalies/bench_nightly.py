@@ -494,7 +494,7 @@ class Options:
     schema: str = "bench_nightly"
     lake_dir: Path = DEFAULT_LAKE_DIR
     out: Path = DEFAULT_OUT
-    pca_users: int | None = None  # bench_pca size; default: the full run's users x PCA window
+    pca_users: int = 2_500  # bench_pca size: users x the PCA window (4 x 24 trainings: keep it small)
     pca_days: int = 28
     skip_pca: bool = False
     skip_scaling: bool = False
@@ -536,6 +536,7 @@ def run(opts: Options) -> dict:
                           "time_ratio_db_over_pandas": round(full["wall_s"] / reference["wall_s"], 2)}
     report["agreement"] = compare(opts.schema, ref_out, full_counts=opts.quick)
     report["staging_explain"] = explain_staging(opts.schema, run_date)
+    save(report, opts, load, t_bench)
 
     # 2. the incremental night: one more day
     incremental = run_nightly(opts.schema, next_date, lake, opts.workers)
@@ -558,6 +559,7 @@ def run(opts: Options) -> dict:
         },
         "steps_run": sorted(loaded),
     }
+    save(report, opts, load, t_bench)
     if not opts.keep:
         shutil.rmtree(ref_out, ignore_errors=True)
 
@@ -565,6 +567,7 @@ def run(opts: Options) -> dict:
     if not opts.skip_pca:
         report["pca_step"] = pca_step(opts, full, reference)
         load.append(("after pca", os.getloadavg()))
+        save(report, opts, load, t_bench)
 
     # 4. scaling
     if not opts.skip_scaling:
@@ -573,19 +576,26 @@ def run(opts: Options) -> dict:
 
     if not opts.keep:
         _drop_schema(opts.schema)
+    report["complete"] = True
+    save(report, opts, load, t_bench)
+    return report
+
+
+def save(report: dict, opts: Options, load: list, t_bench: float) -> None:
+    """Write what is measured so far (a long run killed half-way still leaves its figures)."""
     report["loadavg"] = [{"when": w, "1m": round(a[0], 2), "5m": round(a[1], 2), "15m": round(a[2], 2)}
                          for w, a in load]
     report["bench_wall_s"] = round(time.perf_counter() - t_bench, 1)
+    report.setdefault("complete", False)
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     opts.out.with_suffix(".md").write_text(markdown(report))
-    return report
 
 
 def pca_step(opts: Options, full: dict, reference: dict) -> dict:
     from traffic_anomalies import bench_pca
 
-    users = opts.pca_users or opts.users
+    users = opts.pca_users
     kwargs = {"out_path": opts.out.parent / "nightly_pca.json", "days": opts.pca_days, "users": users}
     accepted = inspect.signature(bench_pca.run).parameters
     kwargs = {k: v for k, v in kwargs.items() if k in accepted}
@@ -724,17 +734,21 @@ def markdown(r: dict) -> str:
     if "plan" in ex:
         lines += ["", f"Staging parse, one day ({ex['lines']:,} lines): EXPLAIN ANALYZE {ex['explain_analyze_s']:.1f} s, "
                   f"of which reading the lake alone (count(*) of the foreign partition) {ex['read_only_s']:.1f} s."]
-    inc = r["incremental"]
-    lines += [
-        "",
-        "## Incremental night",
-        "",
-        f"One more day: {inc['run']['wall_s']:.1f} s, **{100 * inc['share_of_full_run']:.0f} %** of the full run. "
-        f"Rows written: " + ", ".join(f"{k} {v if v is not None else '–'}" for k, v in inc["rows_written"].items()) + ".",
-        "",
-    ]
-    for k, v in inc["recomputed"].items():
-        lines.append(f"- {k}: {v}")
+    inc = r.get("incremental")
+    if inc:
+        iprof = inc["run"]["profile"]["by_family"]
+        lines += [
+            "",
+            "## Incremental night",
+            "",
+            f"One more day: {inc['run']['wall_s']:.1f} s, **{100 * inc['share_of_full_run']:.0f} %** of the full run "
+            f"(staging step {_f(iprof.get('BuildStaging', {}).get('wall_s'))} s, PCA hours "
+            f"{_f(inc['run']['profile']['pca_hours_span_s'])} s, marts {_f(iprof.get('BuildMarts', {}).get('wall_s'))} s). "
+            f"Rows written: " + ", ".join(f"{k} {v if v is not None else '–'}" for k, v in inc["rows_written"].items()) + ".",
+            "",
+        ]
+        for k, v in inc["recomputed"].items():
+            lines.append(f"- {k}: {v}")
     if "pca_step" in r:
         ps = r["pca_step"]
         lines += ["", "## PCA step", ""]
@@ -791,7 +805,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema", help="target schema (default bench_nightly)")
     parser.add_argument("--lake-dir", help=f"where lakes are generated/reused (default {DEFAULT_LAKE_DIR}); "
                         "the database server must be able to read it")
-    parser.add_argument("--pca-users", type=int, help="users for bench_pca (default: --users)")
+    parser.add_argument("--pca-users", type=int, help="users of the bench_pca matrices (default 2500)")
     parser.add_argument("--out", help=f"JSON report (default {DEFAULT_OUT}; a .md is written next to it)")
     parser.add_argument("--skip-pca", action="store_true", help="do not run bench_pca")
     parser.add_argument("--skip-scaling", action="store_true", help="do not run the scaling runs")
