@@ -96,8 +96,11 @@ def serve(directory: Path, port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -
 def _command(args: argparse.Namespace) -> int:
     from traffic_anomalies.dbt import DbtError
 
+    from traffic_anomalies import localdb
+
     target = Path(args.target_path) if args.target_path else default_target_path()
     try:
+        localdb.up()  # fail fast, with libpq's reason, when the database does not answer
         target = generate_docs(target)
     except (DbtError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -98,8 +98,11 @@ def connect():
 
     from traffic_anomalies import localdb
 
-    localdb.apply_connection_env()
-    return psycopg2.connect("")  # libpq reads the PG* variables
+    env = localdb.apply_connection_env()
+    try:
+        return psycopg2.connect("", connect_timeout=10)  # libpq reads the PG* variables
+    except psycopg2.OperationalError as exc:
+        raise ReportError(f"cannot connect to {localdb.describe(env)}: {str(exc).strip()}") from None
 
 
 def _fetch(cur, query, params: tuple = ()) -> list[tuple]:
