@@ -200,6 +200,59 @@ begin
 end
 $$;
 
+-- Dense float8[p_n] from 1-based positions and values, for set-based callers
+-- that check the input themselves: null when a position is null, outside
+-- 1..p_n or given twice (the caller then reports MADlib's error), else the
+-- dense vector with 0 where nothing was given.
+create or replace function madlib_compat._dense(p_n int, p_idx int[], p_val float8[])
+returns float8[]
+language plpgsql immutable parallel safe as $$
+declare
+    v_d float8[] := array_fill(null::float8, array[p_n]);
+    v_t int;
+    v_i int;
+begin
+    for v_t in 1 .. coalesce(cardinality(p_idx), 0) loop
+        v_i := p_idx[v_t];
+        if v_i is null or v_i < 1 or v_i > p_n or v_d[v_i] is not null then
+            return null;
+        end if;
+        v_d[v_i] := p_val[v_t];
+    end loop;
+    return array_replace(v_d, null::float8, 0::float8);
+end
+$$;
+
+-- Raise work_mem for the rest of the transaction to at least p_kb kilobytes
+-- (never lowers it); returns the old value for the caller to put back. The
+-- PCA statements hash a few MB per call; at the 4MB default they spill to disk.
+create or replace function madlib_compat._raise_work_mem(p_kb int)
+returns text
+language plpgsql as $$
+declare
+    v_old text := current_setting('work_mem');
+    v_kb bigint;
+begin
+    select case unit when 'kB' then setting::bigint when 'MB' then setting::bigint * 1024
+                     when 'GB' then setting::bigint * 1048576 else setting::bigint end
+      into v_kb
+    from pg_catalog.pg_settings where name = 'work_mem';
+    if v_kb is not null and v_kb < p_kb then
+        perform pg_catalog.set_config('work_mem', p_kb || 'kB', true);
+    end if;
+    return v_old;
+end
+$$;
+
+-- "<fmt with %1$s = i>, ..." for i = 1..p_n: the select lists of the wide
+-- statements (one aggregate or column per component / Gram column).
+create or replace function madlib_compat._list(p_fmt text, p_n int, p_sep text default ', ')
+returns text
+language sql immutable as $$
+    select coalesce(string_agg(format($1, i), $3 order by i), '')
+    from generate_series(1, $2) as i
+$$;
+
 -- Eigen-decomposition of a dense symmetric n x n matrix (row-major float8[n*n]):
 -- Householder tridiagonalisation then implicit QL with shifts (the EISPACK
 -- tred2/tql2 pair). Chosen over Jacobi because it is O(n^3) with a small

@@ -37,13 +37,31 @@ declare
     v_src_sql text;
     n int := row_dim;
     m int := col_dim;
-    v_kmax int;
+    v_work_mem text;
+    v_gfrom text := '';
+    v_model_from text;
+    v_groups int[];
+    v_grp int;
+    v_first boolean;
+    v_k int;
     v_bad bigint;
-    v_resid_expr text;
+    v_dup bigint;
+    v_vv float8[];
+    v_mu float8[];
+    v_z float8[];
+    v_xx float8[];
+    v_xnorm float8;
+    v_sql text;
+    v_ins text;
+    v_rss float8;
+    v_row int;
+    v_rv float8[];
+    v_rowss float8;
 begin
     -- Our temp tables have no statistics, so the planner's row guesses can
     -- cross the JIT thresholds: compiling then costs far more than running.
     v_jit := madlib_compat._set_if_exists('jit', 'off');
+    v_work_mem := madlib_compat._raise_work_mem(65536);
 
     -- ---------------------------------------------------------------- checks
     -- Same order and wording as MADlib's pca_project._validate_args.
@@ -126,8 +144,7 @@ begin
     where a.attrelid = v_pcrel and a.attnum > 0 and not a.attisdropped
       and a.attname not in ('row_id', 'principal_components', 'std_dev', 'proportion');
 
-    drop table if exists pg_temp.__mp_g, pg_temp.__mp_pc, pg_temp.__mp_mean, pg_temp.__mp_p,
-        pg_temp.__mp_b, pg_temp.__mp_y, pg_temp.__mp_o, pg_temp.__mp_r;
+    drop table if exists pg_temp.__mp_g;
     if cardinality(v_gcols) > 0 then
         if exists (select 1 from unnest(v_gcols) g where madlib_compat._column(v_src, g) is null) then
             raise exception 'PCA error: One or more grouping columns in % do not exist in %, but the model in % was learnt with grouping!',
@@ -146,159 +163,145 @@ begin
             'create temp table __mp_g as select (row_number() over (order by %1$s))::int as __gid, %1$s
                from (select distinct %1$s from %2$s) s',
             array_to_string(v_gcols, ', '), v_pcq);
-        v_gjoin_pc := 'join pg_temp.__mp_g g on ' || v_gjoin_pc;
+        v_gfrom := ' join pg_temp.__mp_g g on g.__gid = $1';
+        v_model_from := ' t join pg_temp.__mp_g g on ' || v_gjoin_pc || ' where g.__gid = $1';
         v_src_sql := format(
-            'select g.__gid, s.%s::int4 as r, s.%s::int4 as c, s.%s::float8 as v from %s s join pg_temp.__mp_g g on %s where s.%s is not null',
+            'select s.%s::int4 as r, s.%s::int4 as c, s.%s::float8 as v from %s s join pg_temp.__mp_g g on %s where g.__gid = $1 and s.%s is not null',
             v_r, v_c, v_v, v_srcq, v_gjoin_src, v_v);
+        select array_agg(__gid order by __gid) into v_groups from pg_temp.__mp_g;
     else
-        create temp table __mp_g as select 1::int as __gid;
-        v_gjoin_pc := 'cross join pg_temp.__mp_g g';
+        v_model_from := ' t where $1 = 1';
         v_src_sql := format(
-            'select 1 as __gid, s.%s::int4 as r, s.%s::int4 as c, s.%s::float8 as v from %s s where s.%s is not null',
+            'select s.%s::int4 as r, s.%s::int4 as c, s.%s::float8 as v from %s s where $1 = 1 and s.%s is not null',
             v_r, v_c, v_v, v_srcq, v_v);
+        v_groups := array[1];
     end if;
 
-    -- ------------------------------------------------------------- model
-    execute format(
-        'create temp table __mp_pc as
-           select g.__gid, t.row_id::int as i, t.principal_components::float8[] as pc
-           from %s t %s', v_pcq, v_gjoin_pc);
-    execute format(
-        'create temp table __mp_mean as
-           select g.__gid, t.column_mean::float8[] as mu
-           from %s t %s', v_meanq, v_gjoin_pc);
-    if exists (select 1 from pg_temp.__mp_pc where coalesce(cardinality(pc), 0) <> m)
-       or exists (select 1 from pg_temp.__mp_mean where coalesce(cardinality(mu), 0) <> m) then
-        raise exception 'PCA error: col_dim (%) does not match the dimension of the principal components in %', m, pc_table;
-    end if;
-    select coalesce(max(cnt), 0) into v_kmax
-    from (select __gid, count(*) as cnt from pg_temp.__mp_pc group by __gid) q;
-
-    -- ------------------------------------------------ validation of indices
-    execute format(
-        'select count(*) from (%s) x where r is null or c is null or r < 1 or r > $1 or c < 1 or c > $2',
-        v_src_sql) into v_bad using n, m;
-    if v_bad > 0 then
-        raise exception 'Matrix error: Invalid index in matrix (%). All row and column indices must be in the range [1, DIM]', source_table;
-    end if;
-    execute format('select count(*) from (select 1 from (%s) x group by __gid, r, c having count(*) > 1) d', v_src_sql)
-        into v_bad;
-    if v_bad > 0 then
-        raise exception 'Matrix error: Following entries are duplicated in sparse matrix (%)', source_table;
-    end if;
-
-    -- output tables (this is one transaction: all or nothing)
-    execute format('create table %s (row_id integer, row_vec double precision[]%s)', v_outq, v_gdefs);
-    if v_resq is not null then
-        execute format('create table %s (row_id integer, row_vec double precision[]%s)', v_resq, v_gdefs);
-    end if;
-    if v_sumq is not null then
-        execute format('create table %s (exec_time double precision, residual_norm double precision,
-                                         relative_residual_norm double precision%s)', v_sumq, v_gdefs);
-    end if;
-
-    if v_kmax > 0 then
-        -- components transposed: p_c = (V[c,1], ..., V[c,kmax]), zero padded per group
-        -- with the column mean beside it: a subscript of the col_dim-long mean array would
-        -- detoast the whole array for every cell (seconds per 10^4 cells)
-        create temp table __mp_p as
-        select q.__gid, q.c, q.p || array_fill(0::float8, array[v_kmax - cardinality(q.p)]) as p, mu.x as mu
-        from (select t.__gid, u.c::int as c, array_agg(u.x order by t.i) as p
-              from pg_temp.__mp_pc t cross join lateral unnest(t.pc) with ordinality u(x, c)
-              group by t.__gid, u.c) q
-        join (select mn.__gid, u.c::int as c, u.x
-              from pg_temp.__mp_mean mn cross join lateral unnest(mn.mu) with ordinality u(x, c)) mu
-          on mu.__gid = q.__gid and mu.c = q.c;
-        -- mean . V, subtracted from every projected row: (x - mean) V = xV - mean V
+    v_first := true;
+    foreach v_grp in array coalesce(v_groups, array[]::int[]) loop
+        -- ------------------------------------------------------------- model
+        -- V (k x col_dim, components in row_id order) and the mean, read once
+        -- into variables: the set-based statements get them as parameters, so
+        -- no 8 kB+ array is detoasted per row.
         execute format(
-            'create temp table __mp_b as
-               select p.__gid, %s as b
-               from pg_temp.__mp_p p
-               group by p.__gid',
-            madlib_compat._wide_sum('p.mu', 'p.p', v_kmax));
-        execute format(
-            'create temp table __mp_y as
-               select x.__gid, x.r, %s as y
-               from (%s) x join pg_temp.__mp_p p on p.__gid = x.__gid and p.c = x.c
-               group by x.__gid, x.r',
-            madlib_compat._wide_sum('x.v', 'p.p', v_kmax), v_src_sql);
-        -- centred projections of every row 1..row_dim (rows without a
-        -- non-zero project to -mean V)
-        execute format(
-            'create temp table __mp_o as
-               select b.__gid, gs.r, array[%s]::float8[] as z
-               from pg_temp.__mp_b b cross join generate_series(1, $1) gs(r)
-               left join pg_temp.__mp_y y on y.__gid = b.__gid and y.r = gs.r',
-            (select string_agg(format('coalesce(y.y[%1$s], 0) - b.b[%1$s]', ix), ', ' order by ix)
-             from generate_series(1, v_kmax) ix))
-            using n;
-        execute format(
-            'insert into %s
-             select o.r, o.z[1:kk.k] %s
-             from pg_temp.__mp_o o
-             join (select __gid, count(*)::int as k from pg_temp.__mp_pc group by __gid) kk on kk.__gid = o.__gid
-             join pg_temp.__mp_g g on g.__gid = o.__gid
-             order by o.__gid, o.r',
-            v_outq, v_gsel);
-    end if;
-
-    if v_resq is not null or v_sumq is not null then
-        -- residual = (x - mean) - z V^T over the dense row_dim x col_dim grid
-        if v_kmax > 0 then
-            v_resid_expr := 'coalesce(x.v, 0) - p.mu - ('
-                || (select string_agg(format('o.z[%1$s]*p.p[%1$s]', ix), ' + ' order by ix)
-                    from generate_series(1, v_kmax) ix) || ')';
-            execute format(
-                'create temp table __mp_r as
-                 select o.__gid, o.r, %2$s as rv, sum(e.val * e.val) as rss
-                 from pg_temp.__mp_o o
-                 cross join generate_series(1, $1) gs(c)
-                 join pg_temp.__mp_p p on p.__gid = o.__gid and p.c = gs.c
-                 left join (%3$s) x on x.__gid = o.__gid and x.r = o.r and x.c = gs.c
-                 cross join lateral (select %1$s as val) e
-                 group by o.__gid, o.r',
-                v_resid_expr,
-                case when v_resq is not null then 'array_agg(e.val order by gs.c)' else 'null::float8[]' end,
-                v_src_sql)
-                using m;
-        else
-            execute format(
-                'create temp table __mp_r as
-                 select mn.__gid, gs.r, %1$s as rv, sum(e.val * e.val) as rss
-                 from pg_temp.__mp_mean mn
-                 cross join lateral unnest(mn.mu) with ordinality gc(mu, c)
-                 cross join generate_series(1, $2) gs(r)
-                 left join (%2$s) x on x.__gid = mn.__gid and x.r = gs.r and x.c = gc.c
-                 cross join lateral (select coalesce(x.v, 0) - gc.mu as val) e
-                 where gc.c <= $1
-                 group by mn.__gid, gs.r',
-                case when v_resq is not null then 'array_agg(e.val order by gc.c)' else 'null::float8[]' end,
-                v_src_sql)
-                using m, n;
+            'select count(*), count(*) filter (where coalesce(cardinality(t.principal_components), 0) <> $2),
+                    array_agg(case when cardinality(t.principal_components) = $2 then t.principal_components::float8[]
+                                   else array_fill(0::float8, array[$2]) end order by t.row_id)
+               from %s %s', v_pcq, v_model_from)
+            into v_k, v_bad, v_vv using v_grp, m;
+        execute format('select t.column_mean::float8[] from %s %s', v_meanq, v_model_from)
+            into v_mu using v_grp;
+        if v_bad > 0 or coalesce(cardinality(v_mu), 0) <> m then
+            raise exception 'PCA error: col_dim (%) does not match the dimension of the principal components in %', m, pc_table;
         end if;
-        if v_resq is not null then
-            execute format(
-                'insert into %s select r.r, r.rv %s from pg_temp.__mp_r r join pg_temp.__mp_g g on g.__gid = r.__gid order by r.__gid, r.r',
-                v_resq, v_gsel);
-        end if;
-        if v_sumq is not null then
-            -- MADlib: residual_norm = |R|_F; relative = |R|_F / |X|_F where X is
-            -- the input as given (not centred); 0 when |X|_F <= 1e-6.
-            execute format(
-                'insert into %s
-                 select $1, rn.nr,
-                        case when coalesce(sn.ns, 0) > 1e-6 then rn.nr / sn.ns else 0 end %s
-                 from (select __gid, sqrt(sum(rss)) as nr from pg_temp.__mp_r group by __gid) rn
-                 join pg_temp.__mp_g g on g.__gid = rn.__gid
-                 left join (select __gid, sqrt(sum(v * v)) as ns from (%s) x group by __gid) sn on sn.__gid = rn.__gid
-                 order by rn.__gid',
-                v_sumq, v_gsel, v_src_sql)
-                using extract(epoch from clock_timestamp() - t0) * 1000;
-        end if;
-    end if;
 
-    drop table if exists pg_temp.__mp_g, pg_temp.__mp_pc, pg_temp.__mp_mean, pg_temp.__mp_p,
-        pg_temp.__mp_b, pg_temp.__mp_y, pg_temp.__mp_o, pg_temp.__mp_r;
+        -- ------------------------------------ projection and index validation
+        -- one read of the input: per row, the dense row (null when an index is
+        -- out of range or given twice) and, when k > 0, x V' over the non-zeros;
+        -- mean V' is subtracted from every projected row ((x - mean) V' = xV' - mean V').
+        v_sql := format($q$
+            with x as materialized (%1$s),
+            %3$s
+            xd as materialized (
+                select r, madlib_compat._dense(%2$s, array_agg(c), array_agg(v)) as d,
+                       count(*) filter (where c is null or c < 1 or c > %2$s) as bad, sum(v * v) as ss
+                from x group by r)
+            select (select coalesce(sum(bad), 0) + count(*) filter (where r is null or r < 1 or r > %4$s) from xd),
+                   (select count(*) filter (where d is null) from xd),
+                   (select sqrt(sum(ss)) from xd),
+                   %5$s,
+                   %6$s $q$,
+            v_src_sql, m,
+            case when v_k > 0 then format(
+                'p as materialized (select c, $3[c] as mu, %s from generate_series(1, %s) c),
+                 bm as (select array[%s]::float8[] as bm from p),
+                 z as (select x.r, array[%s]::float8[] as z from x join p on p.c = x.c group by x.r),',
+                madlib_compat._list('$2[%1$s][c] as p%1$s', v_k), m,
+                madlib_compat._list('sum(mu * p%1$s)', v_k),
+                madlib_compat._list('sum(x.v * p%1$s)', v_k))
+            else '' end,
+            n,
+            -- centred projections of every row 1..row_dim, row-major n x k (rows
+            -- without a non-zero project to -mean V')
+            case when v_k > 0 then format(
+                '(select array_agg(coalesce(z.z[i.i], 0) - bm.bm[i.i] order by gs.r, i.i)
+                    from generate_series(1, %s) gs(r) left join z on z.r = gs.r
+                    cross join bm cross join generate_series(1, %s) i(i))', n, v_k)
+            else 'null::float8[]' end,
+            -- the dense rows, for the residual
+            case when v_resq is not null or v_sumq is not null then format(
+                '(select array_agg(coalesce(xd.d, $4) order by gs.r)
+                    from generate_series(1, %s) gs(r) left join xd on xd.r = gs.r)', n)
+            else 'null::float8[]' end);
+        execute v_sql into v_bad, v_dup, v_xnorm, v_z, v_xx
+            using v_grp, v_vv, v_mu, array_fill(0::float8, array[m]);
+        if v_bad > 0 then
+            raise exception 'Matrix error: Invalid index in matrix (%). All row and column indices must be in the range [1, DIM]', source_table;
+        end if;
+        if v_dup > 0 then
+            raise exception 'Matrix error: Following entries are duplicated in sparse matrix (%)', source_table;
+        end if;
+
+        if v_first then
+            -- output tables (this is one transaction: all or nothing)
+            execute format('create table %s (row_id integer, row_vec double precision[]%s)', v_outq, v_gdefs);
+            if v_resq is not null then
+                execute format('create table %s (row_id integer, row_vec double precision[]%s)', v_resq, v_gdefs);
+            end if;
+            if v_sumq is not null then
+                execute format('create table %s (exec_time double precision, residual_norm double precision,
+                                                 relative_residual_norm double precision%s)', v_sumq, v_gdefs);
+            end if;
+            v_first := false;
+        end if;
+
+        if v_k > 0 then
+            execute format(
+                'insert into %s select gs.r, $2[(gs.r - 1) * %s + 1 : gs.r * %2$s] %s
+                   from generate_series(1, %s) gs(r) %s order by gs.r',
+                v_outq, v_k, v_gsel, n, v_gfrom)
+                using v_grp, v_z;
+        end if;
+
+        if v_resq is not null or v_sumq is not null then
+            -- residual = (x - mean) - z V over the dense row_dim x col_dim grid:
+            -- row_dim x col_dim x k multiply-adds with every operand a column
+            v_sql := format($q$
+                with p as materialized (select c, $3[c] as mu%1$s from generate_series(1, %2$s) c),
+                zr as materialized (select r%3$s from generate_series(1, %4$s) r)
+                select e.r, %5$s as rv, sum(e.val * e.val) as rss
+                from (select zr.r, p.c, $4[zr.r][p.c] - p.mu%6$s as val
+                        from zr cross join p
+                      offset 0) e   -- evaluated once per cell, not once per use
+                group by e.r
+                order by e.r $q$,
+                case when v_k > 0 then ', ' || madlib_compat._list('$2[%1$s][c] as p%1$s', v_k) else '' end,
+                m,
+                case when v_k > 0 then ', ' || madlib_compat._list(format('$5[(r - 1) * %s + %%1$s] as z%%1$s', v_k), v_k) else '' end,
+                n,
+                case when v_resq is not null then 'array_agg(e.val order by e.c)' else 'null::float8[]' end,
+                case when v_k > 0 then ' - (' || madlib_compat._list('zr.z%1$s * p.p%1$s', v_k, ' + ') || ')' else '' end);
+            v_ins := format('insert into %s select $2, $3%s from (select 1) q%s', v_resq, v_gsel, v_gfrom);
+            v_rss := 0;
+            for v_row, v_rv, v_rowss in execute v_sql using v_grp, v_vv, v_mu, v_xx, v_z loop
+                v_rss := v_rss + v_rowss;
+                if v_resq is not null then
+                    execute v_ins using v_grp, v_row, v_rv;
+                end if;
+            end loop;
+            if v_sumq is not null then
+                -- MADlib: residual_norm = |R|_F; relative = |R|_F / |X|_F where X is
+                -- the input as given (not centred); 0 when |X|_F <= 1e-6.
+                execute format(
+                    'insert into %s select $2, $3, case when coalesce($4, 0) > 1e-6 then $3 / $4 else 0 end %s
+                       from (select 1) q%s', v_sumq, v_gsel, v_gfrom)
+                    using v_grp, extract(epoch from clock_timestamp() - t0) * 1000, sqrt(v_rss), v_xnorm;
+            end if;
+        end if;
+    end loop;
+
+    drop table if exists pg_temp.__mp_g;
+    perform pg_catalog.set_config('work_mem', v_work_mem, true);
     perform madlib_compat._set_if_exists('jit', v_jit);
 end
 $$;

@@ -30,21 +30,23 @@ begin
         end if;
     end loop;
     return v_out;
-    perform madlib_compat._set_if_exists('jit', v_jit);
 end
 $$;
 
--- "array[sum(<l>*<r>[1]), ..., sum(<l>*<r>[n])]": the wide aggregate that does
--- n multiply-adds per input tuple. One tuple per non-zero carrying a dense
--- n-vector is ~10x faster in PostgreSQL than n tuples per non-zero through a
--- hash aggregate, and it is still one set-based (MPP-parallel) statement.
-create or replace function madlib_compat._wide_sum(p_left text, p_right text, p_n int)
-returns text
-language sql immutable as $$
-    select 'array[' || string_agg(format('sum(%s*%s[%s])', $1, $2, i), ', ' order by i) || ']::float8[]'
-    from generate_series(1, $3) as i
-$$;
-
+-- How the statements below are built: "x" is the sparse input as
+-- (__gid, a, b, v) with a indexing the small side of the matrix (rows when
+-- row_dim <= col_dim, "wide"; columns otherwise, "tall") and b the large side.
+--   1. One statement reads the input once and returns, per group, the
+--      uncentred Gram matrix K of the small side (ns x ns), the sums the means
+--      need and the validation counts. K = sum over non-zeros (a, b, v) of
+--      v * d_b, where d_b is column b of the small side as ns separate
+--      nullable columns: zeros are NULL, so the strict sum/product skip them
+--      and the work is ~ nnz * ns * density rather than nnz * ns.
+--   2. Per group, the ns x ns eigenproblem in PL/pgSQL (_symeig).
+--   3. One statement for the large side: Y = X' W (wide: the components) or
+--      Z = X V (tall: the singular values), W passed as parameters.
+-- No temporary table (catalog churn, no statistics) except the group list
+-- when grouping columns are given; nothing is detoasted per row.
 create or replace function madlib_compat.pca_sparse_train(
     source_table         text,
     pc_table             text,
@@ -67,6 +69,10 @@ as $$
 declare
     t0 timestamptz := clock_timestamp();
     v_jit text;
+    v_work_mem text;
+    v_mergejoin text;
+    v_outer_max int;
+    v_form text;
     eps constant float8 := 2.220446049250313e-16;
     v_src oid;
     v_srcq text;
@@ -74,9 +80,12 @@ declare
     v_pc text[]; v_mean text[]; v_sum text[];
     v_pcq text; v_meanq text; v_sumq text;
     v_gcols text[];
+    v_grouped boolean;
     v_gdefs text := '';
     v_gsel text := '';
+    v_gfrom text := '';
     v_gjoin text;
+    v_groups_sql text;
     v_src_sql text;
     n int := row_dim;
     m int := col_dim;
@@ -85,8 +94,12 @@ declare
     nb int;
     v_wide_max int;
     v_sql text;
-    v_bad bigint;
+    v_first boolean := true;
     v_grp int;
+    v_ka int[];
+    v_kf float8[];
+    v_bad bigint;
+    v_dup bigint;
     v_kr float8[];
     v_cs float8[];
     v_g float8[];
@@ -104,14 +117,28 @@ declare
     v_w float8[];
     v_shift float8[];
     v_mu float8;
-    v_sig float8[];
-    v_cnt bigint;
-    v_sq float8[];
-    i int; j int; o int;
+    -- per group, in group order (o = 1..ng)
+    ng int := 0;
+    g_id int[] := array[]::int[];
+    g_kg int[] := array[]::int[];
+    g_total float8[] := array[]::float8[];
+    g_resid float8[] := array[]::float8[];
+    g_wall float8[] := array[]::float8[];
+    g_woff int[] := array[]::int[];
+    g_shall float8[] := array[]::float8[];
+    g_shoff int[] := array[]::int[];
+    -- the padded parameters of the large-side statement
+    p_gid int[]; p_a int[]; p_w float8[]; p_sh float8[];
+    i int; j int; o int; t int; q int;
 begin
-    -- Our temp tables have no statistics, so the planner's row guesses can
-    -- cross the JIT thresholds: compiling then costs far more than running.
+    -- Our statements are planned without statistics on their intermediate
+    -- results: the row guesses can cross the JIT thresholds, and compiling
+    -- then costs far more than running.
     v_jit := madlib_compat._set_if_exists('jit', 'off');
+    v_work_mem := madlib_compat._raise_work_mem(65536);
+    -- ... and the joins below are all "large input x small dense table on an
+    -- equality": hash joins. Without statistics the planner would sort-merge.
+    v_mergejoin := madlib_compat._set_if_exists('enable_mergejoin', 'off');
 
     -- ---------------------------------------------------------------- checks
     -- Same checks, order and wording as MADlib's pca._validate_args.
@@ -192,7 +219,6 @@ begin
 
     -- Gram matrix of the small side: wide data (row_dim <= col_dim) uses the
     -- row_dim x row_dim Gram X Xc^T, tall data the col_dim x col_dim covariance.
-    -- "a" indexes the small side, "b" the large one.
     v_wide := n <= m;
     ns := least(n, m);
     nb := greatest(n, m);
@@ -203,9 +229,9 @@ begin
     end;
 
     -- ------------------------------------------------------------ groups
-    drop table if exists pg_temp.__mc_g, pg_temp.__mc_st, pg_temp.__mc_dv, pg_temp.__mc_cs,
-        pg_temp.__mc_k, pg_temp.__mc_w, pg_temp.__mc_y, pg_temp.__mc_sg;
-    if cardinality(v_gcols) > 0 then
+    v_grouped := cardinality(v_gcols) > 0;
+    drop table if exists pg_temp.__mc_g;
+    if v_grouped then
         select string_agg(format('%s %s', quote_ident(a.attname), format_type(a.atttypid, a.atttypmod)), ', ' order by g.ord),
                string_agg('g.' || quote_ident(a.attname), ', ' order by g.ord),
                string_agg(format('s.%1$s = g.%1$s', quote_ident(a.attname)), ' and ' order by g.ord)
@@ -220,71 +246,162 @@ begin
                from (select distinct %1$s from %2$s where %3$s) s',
             array_to_string(v_gcols, ', '), v_srcq,
             (select string_agg(x || ' is not null', ' and ') from unnest(v_gcols) x));
+        v_groups_sql := 'select __gid from pg_temp.__mc_g';
+        v_gfrom := ' join pg_temp.__mc_g g on g.__gid = q.__gid';
         v_src_sql := format(
             'select g.__gid, s.%s::int4 as a, s.%s::int4 as b, s.%s::float8 as v from %s s join pg_temp.__mc_g g on %s where s.%s is not null',
             case when v_wide then v_r else v_c end, case when v_wide then v_c else v_r end,
             v_v, v_srcq, v_gjoin, v_v);
     else
-        create temp table __mc_g as select 1::int as __gid;
+        v_groups_sql := 'select 1 as __gid';
         v_src_sql := format(
             'select 1 as __gid, s.%s::int4 as a, s.%s::int4 as b, s.%s::float8 as v from %s s where s.%s is not null',
             case when v_wide then v_r else v_c end, case when v_wide then v_c else v_r end,
             v_v, v_srcq, v_v);
     end if;
 
-    -- ------------------------------------------------- validation of indices
-    execute format(
-        'select count(*) from (%s) x where a is null or b is null or a < 1 or a > $1 or b < 1 or b > $2',
-        v_src_sql) into v_bad using ns, nb;
-    if v_bad > 0 then
-        raise exception 'Matrix error: Invalid index in matrix (%). All row and column indices must be in the range [1, DIM]', source_table;
-    end if;
-
-    -- -------------------------------------------- dense vectors of the small side
-    -- one dense ns-vector per row (tall) / column (wide); _scatter rejects duplicates
-    execute format(
-        'create temp table __mc_dv as
-           select __gid, b, madlib_compat._scatter($1, array_agg(a), array_agg(v)) as d, sum(v) as sb
-           from (%s) x group by __gid, b', v_src_sql) using ns;
-    -- column sums (for the means)
-    if v_wide then
-        create temp table __mc_cs as select __gid, b as c, sb as s from pg_temp.__mc_dv;
-    else
-        execute format('create temp table __mc_cs as select __gid, a as c, sum(v) as s from (%s) x group by __gid, a', v_src_sql);
-    end if;
-
-    -- ------------------------------------------------------- Gram matrices
-    if ns <= v_wide_max then
-        execute format(
-            'create temp table __mc_k as
-               select x.__gid, x.a, %s as kr
-               from (%s) x join pg_temp.__mc_dv dv on dv.__gid = x.__gid and dv.b = x.b
-               group by x.__gid, x.a',
-            madlib_compat._wide_sum('x.v', 'dv.d', ns), v_src_sql);
-    else
-        -- very large small side: plain sparse self-join (no wide expression)
-        execute format(
-            'create temp table __mc_k as
-               select __gid, a1 as a, madlib_compat._scatter($1, array_agg(a2), array_agg(s)) as kr
-               from (select x.__gid, x.a as a1, y.a as a2, sum(x.v * y.v) as s
-                     from (%1$s) x join (%1$s) y on x.__gid = y.__gid and x.b = y.b
-                     group by 1, 2, 3) p
-               group by __gid, a1', v_src_sql) using ns;
-    end if;
-
-    create temp table __mc_w (__gid int, a int, w float8[]);
-    create temp table __mc_sg (__gid int, kg int, lam float8[], total float8, resid float8,
-                               shift float8[], sig float8[], vec float8[]);
+    -- ------------------------------------- Gram matrices, sums, validation
+    -- dv: one dense ns-vector per b (null: bad or duplicated index there);
+    -- dc: the same as ns nullable columns (zero -> null: the strict products
+    -- and sums skip them, so the work follows the non-zeros).
+    -- K comes in one of three forms:
+    --   ns <= gram_outer_max: upper triangle sum over b of d_b d_b' as
+    --     ns(ns+1)/2 aggregates over the col_dim rows of dc (no join at all);
+    --   ns <= gram_wide_max:  rows a of K as ns aggregates over the non-zeros
+    --     joined with dc;
+    --   larger:               the non-zeros joined with themselves on b.
+    begin
+        v_outer_max := coalesce(nullif(current_setting('madlib_compat.gram_outer_max'), '')::int, 100);
+    exception when others then
+        v_outer_max := 100;
+    end;
+    v_form := case when ns <= least(v_outer_max, v_wide_max) then 'outer'
+                   when ns <= v_wide_max then 'join' else 'long' end;
+    v_sql := format($q$
+        with x as %1$s (%2$s),
+        dv as materialized (
+            select __gid, b, madlib_compat._dense(%3$s, array_agg(a), array_agg(v)) as d, sum(v) as s,
+                   count(*) filter (where a is null or a < 1 or a > %3$s) as bad
+            from x group by __gid, b),
+        dc as materialized (select __gid, b, %5$s from dv),
+        st as (
+            select __gid, coalesce(sum(bad), 0) + count(*) filter (where b is null or b < 1 or b > %4$s) as bad,
+                   count(*) filter (where d is null) as dup, %6$s as cs
+            from dv group by __gid),
+        %7$s
+        select gg.__gid, %8$s, %9$s,
+               coalesce(sum(st.bad) over (), 0), coalesce(sum(st.dup) over (), 0)
+        from (%10$s) gg
+        left join st on %11$s
+        %12$s
+        order by gg.__gid $q$,
+        case when v_form = 'outer' then '' else 'materialized' end,
+        v_src_sql, ns, nb,
+        case when v_form = 'long' then 'null::float8 as c0'
+             else madlib_compat._list('nullif(d[%1$s], 0) as c%1$s', ns) end,
+        case when v_wide then format('madlib_compat._dense(%s, array_agg(b), array_agg(s))', m)
+             else 'null::float8[]' end,
+        case v_form
+            when 'outer' then format(
+                'kq as (select __gid, array[%s]::float8[] as ku, array[%s]::float8[] as sa from dc group by __gid)',
+                (select string_agg(format('sum(c%s * c%s)', gi.i, gj.j), ', ' order by gi.i, gj.j)
+                 from generate_series(1, ns) gi(i), generate_series(1, ns) gj(j) where gi.i <= gj.j),
+                madlib_compat._list('sum(c%1$s)', ns))
+            when 'join' then format(
+                'kk as (select x.__gid, x.a, array[%s] as kr
+                          from x join dc c on c.b = x.b%s
+                         group by x.__gid, x.a),
+                 kf as (select __gid, array_agg(a order by a) as ka,
+                               array(select e from unnest(array_agg(kr order by a)) e) as kf
+                          from kk group by __gid),
+                 ks as (select __gid, array_agg(a) as ka, array_agg(s) as sa
+                          from (select __gid, a, sum(v) as s from x group by 1, 2) z group by __gid)',
+                madlib_compat._list('sum(x.v * c.c%1$s)', ns),
+                case when v_grouped then ' and c.__gid = x.__gid' end)
+            else format(
+                'kk as (select p.__gid, p.a1 as a, madlib_compat._dense(%1$s, array_agg(p.a2), array_agg(p.s)) as kr
+                          from (select x.__gid, x.a as a1, y.a as a2, sum(x.v * y.v) as s
+                                  from x join x y on x.b = y.b and x.__gid = y.__gid
+                                 where x.a between 1 and %1$s and y.a between 1 and %1$s
+                                 group by 1, 2, 3) p
+                         group by p.__gid, p.a1),
+                 kf as (select __gid, array_agg(a order by a) as ka,
+                               array(select e from unnest(array_agg(kr order by a)) e) as kf
+                          from kk group by __gid),
+                 ks as (select __gid, array_agg(a) as ka, array_agg(s) as sa
+                          from (select __gid, a, sum(v) as s from x group by 1, 2) z group by __gid)', ns)
+        end,
+        -- K: (row ids, rows) or upper triangle
+        case when v_form = 'outer' then 'null::int[], kq.ku' else 'kf.ka, kf.kf' end,
+        -- sums over the small side (tall: the column sums)
+        case when v_wide then 'st.cs'
+             when v_form = 'outer' then 'kq.sa'
+             else 'madlib_compat._dense(' || ns || ', ks.ka, ks.sa)' end,
+        v_groups_sql,
+        -- one group: no join on the constant group id, whose derived filters
+        -- would hide the input sizes from the planner
+        case when v_grouped then 'st.__gid = gg.__gid' else 'true' end,
+        case when v_form = 'outer' then
+            format('left join kq on %s', case when v_grouped then 'kq.__gid = gg.__gid' else 'true' end)
+        else
+            format('left join kf on %1$s left join ks on %2$s',
+                   case when v_grouped then 'kf.__gid = gg.__gid' else 'true' end,
+                   case when v_grouped then 'ks.__gid = gg.__gid' else 'true' end)
+        end);
 
     -- --------------------------------------------- per group: small eigenproblem
-    for v_grp in select __gid from pg_temp.__mc_g order by __gid loop
-        select array(select unnest(q.x)) into v_kr
-        from (select array_agg(coalesce(gk.kr, array_fill(0::float8, array[ns])) order by gs.a) as x
-              from generate_series(1, ns) gs(a)
-              left join pg_temp.__mc_k gk on gk.__gid = v_grp and gk.a = gs.a) q;
-        select array_agg(coalesce(cs.s, 0) order by gs.c) into v_cs
-        from generate_series(1, m) gs(c)
-        left join pg_temp.__mc_cs cs on cs.__gid = v_grp and cs.c = gs.c;
+    for v_grp, v_ka, v_kf, v_cs, v_bad, v_dup in execute v_sql loop
+        if v_first then
+            if v_bad > 0 then
+                raise exception 'Matrix error: Invalid index in matrix (%). All row and column indices must be in the range [1, DIM]', source_table;
+            end if;
+            if v_dup > 0 then
+                execute format('select a from (%s) x group by __gid, a, b having count(*) > 1 order by 1 limit 1', v_src_sql)
+                    into i;
+                raise exception 'Matrix error: Following entries are duplicated in sparse matrix: position % of a row/column', i;
+            end if;
+            -- Outputs: this function is one transaction, so a failure anywhere
+            -- below still leaves no output table behind.
+            execute format(
+                'create table %s (row_id integer, principal_components double precision[],
+                                  std_dev double precision, proportion double precision%s)',
+                v_pcq, v_gdefs);
+            execute format('create table %s (column_mean double precision[]%s)', v_meanq, v_gdefs);
+            v_first := false;
+        end if;
+
+        -- K, dense row-major (rows without any non-zero are 0)
+        if v_form = 'outer' then
+            v_kr := array_fill(0::float8, array[ns * ns]);
+            if v_kf is not null then
+                q := 0;
+                for i in 1 .. ns loop
+                    o := (i - 1) * ns;
+                    for j in i .. ns loop
+                        q := q + 1;
+                        v_mu := coalesce(v_kf[q], 0);
+                        v_kr[o + j] := v_mu;
+                        v_kr[(j - 1) * ns + i] := v_mu;
+                    end loop;
+                end loop;
+            end if;
+        elsif coalesce(cardinality(v_ka), 0) = ns then
+            v_kr := v_kf;
+        else
+            v_kr := array_fill(0::float8, array[ns * ns]);
+            for t in 1 .. coalesce(cardinality(v_ka), 0) loop
+                o := (v_ka[t] - 1) * ns;
+                q := (t - 1) * ns;
+                for j in 1 .. ns loop
+                    v_kr[o + j] := v_kf[q + j];
+                end loop;
+            end loop;
+        end if;
+        if v_cs is null then
+            v_cs := array_fill(0::float8, array[m]);
+        else
+            v_cs := array_replace(v_cs, null::float8, 0::float8);
+        end if;
 
         -- centre: wide G = H K H (H = I - 11'/n); tall C = X'X - s s'/n
         v_g := v_kr;
@@ -366,11 +483,12 @@ begin
             v_resid := v_resid + greatest(v_lam[i], 0);
         end loop;
 
+        v_w := v_u[1 : ns * v_kg];
+        v_shift := array[]::float8[];
         if v_kg > 0 then
             if v_wide then
                 -- W = H U_k: Xc' U = X' H U, so the set-based product needs no
                 -- centring of the sparse data
-                v_w := v_u[1 : ns * v_kg];
                 for i in 1 .. v_kg loop
                     o := (i - 1) * ns;
                     v_mu := 0;
@@ -382,10 +500,8 @@ begin
                         v_w[o + j] := v_w[o + j] - v_mu;
                     end loop;
                 end loop;
-                v_shift := null;
             else
                 -- components are the eigenvectors; shift_i = mean . v_i
-                v_w := v_u[1 : ns * v_kg];
                 v_shift := array_fill(0::float8, array[v_kg]);
                 for i in 1 .. v_kg loop
                     o := (i - 1) * ns;
@@ -396,110 +512,114 @@ begin
                     v_shift[i] := v_mu / n;
                 end loop;
             end if;
-            -- rows a = 1..ns of the ns x k matrix, for the set-based product
-            insert into pg_temp.__mc_w
-            select v_grp, gs.a, array(select v_w[(c.i - 1) * ns + gs.a] from generate_series(1, v_kg) c(i) order by c.i)
-            from generate_series(1, ns) gs(a);
         end if;
-        insert into pg_temp.__mc_sg values
-            (v_grp, v_kg, v_lam, v_total, v_resid, v_shift, null,
-             case when v_wide or v_kg = 0 then null else v_w end);
+
+        ng := ng + 1;
+        g_id[ng] := v_grp;
+        g_kg[ng] := v_kg;
+        g_total[ng] := v_total;
+        g_resid[ng] := v_resid;
+        g_woff[ng] := coalesce(cardinality(g_wall), 0);
+        g_wall := g_wall || v_w;               -- column-major ns x kg
+        g_shoff[ng] := coalesce(cardinality(g_shall), 0);
+        g_shall := g_shall || v_shift;
+
+        execute format('insert into %s select $1::float8[] %s from (select $2::int as __gid) q %s',
+                       v_meanq, v_gsel, v_gfrom)
+            using array(select x / n::float8 from unnest(v_cs) x), v_grp;
     end loop;
+    if v_first then
+        -- no group at all (grouping columns all null): empty outputs
+        execute format(
+            'create table %s (row_id integer, principal_components double precision[],
+                              std_dev double precision, proportion double precision%s)',
+            v_pcq, v_gdefs);
+        execute format('create table %s (column_mean double precision[]%s)', v_meanq, v_gdefs);
+    end if;
 
     -- ------------------------------------------------ set-based projection
-    -- wide: Y = X' W (col_dim x k); tall: Z = X V (row_dim x k).
+    -- wide: Y = X' W (col_dim x k) gives the components; tall: Z = X V
+    -- (row_dim x k) gives the singular values sigma_i = |Xc v_i| (more accurate
+    -- for small components than sqrt(eigenvalue of the Gram)).
     if v_kmax > 0 then
-        execute format(
-            'create temp table __mc_y as
-               select x.__gid, x.b, %s as y
-               from (%s) x join pg_temp.__mc_w w on w.__gid = x.__gid and w.a = x.a
-               group by x.__gid, x.b',
-            madlib_compat._wide_sum('x.v', 'w.w', v_kmax), v_src_sql);
-        -- Singular values recomputed from the product (sigma_i = |Xc v_i|):
-        -- more accurate for small components than sqrt(eigenvalue of the Gram).
-        if v_wide then
-            execute format(
-                'update pg_temp.__mc_sg sg set sig = q.sig
-                   from (select __gid, array[%s]::float8[] as sig from pg_temp.__mc_y group by __gid) q
-                  where q.__gid = sg.__gid',
-                (select string_agg(format('sqrt(sum(y[%s]*y[%s]))', ix, ix), ', ' order by ix)
-                 from generate_series(1, v_kmax) ix));
-        else
-            for v_grp, v_kg, v_shift in
-                select __gid, kg, shift from pg_temp.__mc_sg where kg > 0 order by __gid
-            loop
-                execute format(
-                    'select count(*), array[%s]::float8[] from pg_temp.__mc_y where __gid = $1',
-                    (select string_agg(format('sum((y[%1$s]-$2[%1$s])*(y[%1$s]-$2[%1$s]))', ix), ', ' order by ix)
-                     from generate_series(1, v_kg) ix))
-                    into v_cnt, v_sq using v_grp, v_shift;
-                v_sig := array_fill(0::float8, array[v_kg]);
-                for i in 1 .. v_kg loop
-                    -- rows without any non-zero contribute (0 - shift)^2
-                    v_sig[i] := sqrt(coalesce(v_sq[i], 0) + (n - v_cnt) * v_shift[i] * v_shift[i]);
+        -- rows (group, a) of the ns x kmax matrices, zero padded, row-major
+        p_gid := array[]::int[];
+        p_a := array[]::int[];
+        p_w := array_fill(0::float8, array[ng * ns * v_kmax]);
+        p_sh := array_fill(0::float8, array[ng * v_kmax]);
+        for q in 1 .. ng loop
+            for j in 1 .. ns loop
+                p_gid := p_gid || g_id[q];
+                p_a := p_a || j;
+                o := ((q - 1) * ns + j - 1) * v_kmax;
+                for i in 1 .. g_kg[q] loop
+                    p_w[o + i] := g_wall[g_woff[q] + (i - 1) * ns + j];
                 end loop;
-                update pg_temp.__mc_sg set sig = v_sig where __gid = v_grp;
             end loop;
-        end if;
-    end if;
+            if not v_wide then
+                for i in 1 .. g_kg[q] loop
+                    p_sh[(q - 1) * v_kmax + i] := g_shall[g_shoff[q] + i];
+                end loop;
+            end if;
+        end loop;
 
-    -- ------------------------------------------------------------ outputs
-    -- Created last, inside this one function call (= one transaction): a
-    -- failure anywhere leaves no output table behind.
-    execute format(
-        'create table %s (row_id integer, principal_components double precision[],
-                          std_dev double precision, proportion double precision%s)',
-        v_pcq, v_gdefs);
-    execute format('create table %s (column_mean double precision[]%s)', v_meanq, v_gdefs);
-
-    if v_kmax > 0 then
+        v_sql := format($q$
+            with w as materialized (
+                select u.g as __gid, u.a, %1$s
+                from unnest($1::int[], $2::int[]) with ordinality as u(g, a, o)),
+            y as materialized (
+                select x.__gid, x.b, array[%2$s] as y
+                from (%3$s) x join w on w.a = x.a%4$s
+                group by x.__gid, x.b),
+            gi as (select * from unnest($4::int[], $5::int[], $6::float8[]) with ordinality as gi(__gid, kg, total, o)) $q$,
+            madlib_compat._list(format('$3[(u.o - 1) * %s + %%1$s] as w%%1$s', v_kmax), v_kmax),
+            madlib_compat._list('sum(x.v * w.w%1$s)', v_kmax),
+            v_src_sql, case when v_grouped then ' and w.__gid = x.__gid' end);
         if v_wide then
             -- one sort per group builds the col_dim x k matrix; component i is
-            -- then its i-th column (an array_agg(... order by) per component
-            -- would sort col_dim rows k times)
-            execute format(
-                'insert into %s
-                 select t.i,
-                        array(select u.x / sg.sig[t.i]
-                              from unnest(q.yy[1:$1][t.i:t.i]) with ordinality u(x, o) order by u.o),
-                        sg.sig[t.i] / sqrt($2 - 1), sg.sig[t.i] * sg.sig[t.i] / sg.total %s
-                 from (select x.__gid, array_agg(coalesce(y.y, $3) order by x.c) as yy
-                       from (select sg.__gid, gs.c
-                             from pg_temp.__mc_sg sg cross join generate_series(1, $1) gs(c)
-                             where sg.kg > 0) x
-                       left join pg_temp.__mc_y y on y.__gid = x.__gid and y.b = x.c
-                       group by x.__gid) q
-                 join pg_temp.__mc_sg sg on sg.__gid = q.__gid
-                 join pg_temp.__mc_g g on g.__gid = q.__gid
-                 cross join lateral generate_series(1, sg.kg) t(i)
-                 order by q.__gid, t.i',
-                v_pcq, v_gsel)
-                using m, n, array_fill(0::float8, array[v_kmax]);
+            -- then its i-th column
+            v_sql := v_sql || format($q$,
+                sg as (select __gid, array[%1$s] as sig from y group by __gid),
+                yy as (
+                    select gs.__gid, array_agg(coalesce(y.y, $7) order by gs.b) as yy
+                    from (select gi.__gid, b from gi cross join generate_series(1, %2$s) b where gi.kg > 0) gs
+                    left join y on y.__gid = gs.__gid and y.b = gs.b
+                    group by gs.__gid)
+            insert into %3$s
+            select t.i,
+                   array(select u.x / sg.sig[t.i] from unnest(yy.yy[1:%2$s][t.i:t.i]) u(x)),
+                   sg.sig[t.i] / sqrt(%4$s - 1), sg.sig[t.i] * sg.sig[t.i] / q.total %5$s
+            from gi q
+            join yy on yy.__gid = q.__gid
+            join sg on sg.__gid = q.__gid
+            cross join lateral generate_series(1, q.kg) t(i) %6$s
+            order by q.o, t.i $q$,
+                madlib_compat._list('sqrt(sum(y[%1$s] * y[%1$s]))', v_kmax),
+                m, v_pcq, n::float8, v_gsel, v_gfrom);
         else
-            execute format(
-                'insert into %s
-                 select t.i, sg.vec[(t.i - 1) * $1 + 1 : t.i * $1], sg.sig[t.i] / sqrt($2 - 1),
-                        sg.sig[t.i] * sg.sig[t.i] / sg.total %s
-                 from pg_temp.__mc_sg sg
-                 join pg_temp.__mc_g g on g.__gid = sg.__gid
-                 cross join lateral generate_series(1, sg.kg) t(i)
-                 order by sg.__gid, t.i',
-                v_pcq, v_gsel)
-                using m, n;
+            -- rows without any non-zero contribute (0 - shift)^2
+            v_sql := v_sql || format($q$,
+                sg as (
+                    select y.__gid, count(*) as cnt, array[%1$s] as sq
+                    from y join gi on gi.__gid = y.__gid group by y.__gid)
+            insert into %2$s
+            select t.i,
+                   array(select $3[((q.o - 1) * %3$s + j - 1) * %4$s + t.i] from generate_series(1, %3$s) j),
+                   s.sig / sqrt(%5$s - 1), s.sig * s.sig / q.total %6$s
+            from gi q
+            left join sg on sg.__gid = q.__gid
+            cross join lateral generate_series(1, q.kg) t(i)
+            cross join lateral (
+                select sqrt(coalesce(sg.sq[t.i], 0)
+                            + (%5$s - coalesce(sg.cnt, 0)) * $7[(q.o - 1) * %4$s + t.i] * $7[(q.o - 1) * %4$s + t.i]) as sig) s
+            %7$s
+            order by q.o, t.i $q$,
+                madlib_compat._list(format('sum((y[%%1$s] - $7[(gi.o - 1) * %s + %%1$s]) * (y[%%1$s] - $7[(gi.o - 1) * %s + %%1$s]))', v_kmax, v_kmax), v_kmax),
+                v_pcq, ns, v_kmax, n::float8, v_gsel, v_gfrom);
         end if;
+        execute v_sql using p_gid, p_a, p_w, g_id, g_kg, g_total,
+            case when v_wide then array_fill(0::float8, array[v_kmax]) else p_sh end;
     end if;
-
-    execute format(
-        'insert into %s
-         select q.cm %s
-         from (select gg.__gid, array_agg(coalesce(cs.s, 0) / $2 order by gs.c) as cm
-               from pg_temp.__mc_g gg cross join generate_series(1, $1) gs(c)
-               left join pg_temp.__mc_cs cs on cs.__gid = gg.__gid and cs.c = gs.c
-               group by gg.__gid) q
-         join pg_temp.__mc_g g on g.__gid = q.__gid
-         order by q.__gid',
-        v_meanq, v_gsel)
-        using m, n::float8;
 
     if v_sumq is not null then
         execute format(
@@ -511,16 +631,18 @@ begin
         -- centred matrix, and its norm relative to the centred matrix.
         execute format(
             'insert into %s
-             select $1, round(($2)::numeric, 3), sg.kg, sqrt(sg.resid / ($1::float8 * $3)),
-                    case when sg.total > 0 then sqrt(sg.resid / sg.total) else 0 end, false %s
-             from pg_temp.__mc_sg sg join pg_temp.__mc_g g on g.__gid = sg.__gid
-             order by sg.__gid',
-            v_sumq, v_gsel)
-            using n, extract(epoch from clock_timestamp() - t0) * 1000, m;
+             select $1, round(($2)::numeric, 3), q.kg, sqrt(q.resid / ($1::float8 * $3)),
+                    case when q.total > 0 then sqrt(q.resid / q.total) else 0 end, false %s
+             from unnest($4::int[], $5::int[], $6::float8[], $7::float8[]) with ordinality as q(__gid, kg, total, resid, o) %s
+             order by q.o',
+            v_sumq, v_gsel, v_gfrom)
+            using n, extract(epoch from clock_timestamp() - t0) * 1000, m, g_id, g_kg, g_total, g_resid;
     end if;
 
-    drop table if exists pg_temp.__mc_g, pg_temp.__mc_st, pg_temp.__mc_dv, pg_temp.__mc_cs,
-        pg_temp.__mc_k, pg_temp.__mc_w, pg_temp.__mc_y, pg_temp.__mc_sg;
+    drop table if exists pg_temp.__mc_g;
+    perform madlib_compat._set_if_exists('enable_mergejoin', v_mergejoin);
+    perform pg_catalog.set_config('work_mem', v_work_mem, true);
+    perform madlib_compat._set_if_exists('jit', v_jit);
 end
 $$;
 
