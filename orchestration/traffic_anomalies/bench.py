@@ -11,6 +11,12 @@ import sys
 from collections.abc import Sequence
 
 
+def _pca(args: argparse.Namespace) -> int:
+    from traffic_anomalies import bench_pca
+
+    return bench_pca.run_args(args)
+
+
 def _nightly(args: argparse.Namespace) -> int:
     from traffic_anomalies import bench_nightly
 
@@ -27,11 +33,17 @@ def _default(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from traffic_anomalies import bench_nightly
+    from traffic_anomalies import bench_nightly, bench_pca
 
     bench = subparsers.add_parser("bench", help="benchmarks (results in bench/results/)")
     bench.set_defaults(func=_default)
     names = bench.add_subparsers(dest="benchmark")
+    # one sub-command per benchmark: name, options (the module's add_arguments), runner
+    pca = names.add_parser(
+        "pca", help="in-database PCA (madlib_compat train + project) against numpy: bench/results/pca.*",
+        description=(bench_pca.__doc__ or "").splitlines()[0])
+    bench_pca.add_arguments(pca)
+    pca.set_defaults(func=_pca)
     nightly = names.add_parser(
         "nightly", help="the full nightly run, an incremental night and scaling vs pandas in memory",
         description=(bench_nightly.__doc__ or "").splitlines()[0])

@@ -4,9 +4,11 @@
 non-zeros in all) are generated with a fixed recipe, COPYed into the database
 and decomposed once per hour of day, with k = 5 components and with a 0.99
 proportion of variance, both as 24 separate calls and as one call grouped by
-hour. numpy (centre + SVD) runs on the same matrices in the same process, the
-results are checked against each other, and a JSON report plus a markdown
-summary are written.
+hour. Each hourly model is then applied with pca_sparse_project (projection,
+residual table and summary, as the hourly dbt materialization does). numpy
+(centre + SVD, projection + residual) runs on the same matrices in the same
+process, the results are checked against each other, and a JSON report plus a
+markdown summary are written, with the machine's load average.
 
 The database comes from the standard PG* environment variables.
 """
@@ -78,6 +80,40 @@ def _numpy_pca(mats: list[np.ndarray]) -> tuple[float, list[np.ndarray], list[np
     return time.perf_counter() - t0, svals, vts
 
 
+def _numpy_project(mats: list[np.ndarray], vts: list[np.ndarray], ks: list[int]) -> float:
+    t0 = time.perf_counter()
+    for mat, vt, k in zip(mats, vts, ks):
+        x = mat.astype(float)
+        xc = x - x.mean(axis=0)
+        z = xc @ vt[:k].T
+        r = xc - z @ vt[:k]
+        np.linalg.norm(r)
+    return time.perf_counter() - t0
+
+
+def _compare_projection(cur, name: str, mat: np.ndarray, vt: np.ndarray, k: int) -> dict:
+    """Projection against numpy with the database's own components; residual norm too."""
+    x = mat.astype(float)
+    cur.execute(f"select principal_components from {name} order by row_id")
+    v = np.array([r[0] for r in cur.fetchall()])
+    xc = x - x.mean(axis=0)
+    z = xc @ v.T
+    cur.execute(f"select row_vec from {name}_proj order by row_id")
+    got = np.array([r[0] for r in cur.fetchall()])
+    cur.execute(f"select residual_norm from {name}_psum")
+    rnorm = cur.fetchone()[0]
+    ref_rnorm = float(np.linalg.norm(xc - z @ v))
+    scale = max(float(np.max(np.abs(z))), 1.0)
+    # a residual that is rounding noise (k = rank) is compared at the data's scale
+    rscale = max(ref_rnorm, 1e-6 * float(np.linalg.norm(xc)))
+    return {"k": int(v.shape[0]), "projection_rel_err": float(np.max(np.abs(got - z))) / scale,
+            "residual_norm_rel_err": abs(rnorm - ref_rnorm) / rscale}
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def _expected_k(s: np.ndarray, proportion: float) -> int:
     cum = np.cumsum(s ** 2) / np.sum(s ** 2)
     return int(np.searchsorted(cum, proportion) + 1)
@@ -127,8 +163,10 @@ def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
 
     # ---- in-database PCA
     variants = {"k5": "5::integer", "p099": "0.99::double precision"}
-    timings: dict[str, dict[str, float]] = {"per_hour_calls": {}, "grouped_call": {}}
+    timings: dict[str, dict[str, float]] = {"per_hour_calls": {}, "grouped_call": {}, "project_per_hour_calls": {}}
     agreement: dict[str, dict] = {}
+    ks_by_variant: dict[str, list[int]] = {}
+    load_before = _load()
     for name, comp in variants.items():
         t = time.perf_counter()
         for hour in range(hours):
@@ -136,6 +174,15 @@ def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
                 f"select madlib_compat.pca_sparse_train(%s, %s, 'row_id', 'col_id', 'val', %s, %s, {comp})",
                 (f"{SCHEMA}.h{hour:02d}", f"{SCHEMA}.pc_{name}_h{hour:02d}", days, users))
         timings["per_hour_calls"][name] = time.perf_counter() - t
+
+        # what the hourly materialization does next: projection, residual, summary
+        t = time.perf_counter()
+        for hour in range(hours):
+            pc = f"{SCHEMA}.pc_{name}_h{hour:02d}"
+            cur.execute(
+                "select madlib_compat.pca_sparse_project(%s, %s, %s, 'row_id', 'col_id', 'val', %s, %s, %s, %s)",
+                (f"{SCHEMA}.h{hour:02d}", pc, pc + "_proj", days, users, pc + "_res", pc + "_psum"))
+        timings["project_per_hour_calls"][name] = time.perf_counter() - t
 
         t = time.perf_counter()
         cur.execute(
@@ -149,17 +196,25 @@ def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
             per = _compare(cur, f"{SCHEMA}.pc_{name}_h{hour:02d}", "", svals[hour], vts[hour], days)
             grp = _compare(cur, f"{SCHEMA}.pc_{name}_grouped", f"where hour = {hour}", svals[hour], vts[hour], days)
             checks.append((k_ref, per, grp))
+        projections = [_compare_projection(cur, f"{SCHEMA}.pc_{name}_h{hour:02d}", mats[hour], vts[hour], checks[hour][0])
+                       for hour in range(hours)]
         agreement[name] = {
             "k_matches_numpy": all(per["k"] == k_ref and grp["k"] == k_ref for k_ref, per, grp in checks),
             "k_per_hour": [per["k"] for _, per, _ in checks],
             "max_std_dev_rel_err": max(max(per["std_dev_rel_err"], grp["std_dev_rel_err"]) for _, per, grp in checks),
             "max_component_abs_err": max(max(per["component_abs_err"], grp["component_abs_err"]) for _, per, grp in checks),
+            "max_projection_rel_err": max(p["projection_rel_err"] for p in projections),
+            "max_residual_norm_rel_err": max(p["residual_norm_rel_err"] for p in projections),
         }
+        ks_by_variant[name] = [k_ref for k_ref, _, _ in checks]
+    load_after = _load()
+    numpy_project_s = {name: _numpy_project(mats, vts, ks) for name, ks in ks_by_variant.items()}
     if not keep:
         cur.execute(f"drop schema {SCHEMA} cascade")
     conn.close()
 
     ok = all(a["k_matches_numpy"] and a["max_std_dev_rel_err"] < 1e-8 and a["max_component_abs_err"] < 1e-8
+             and a["max_projection_rel_err"] < 1e-8 and a["max_residual_norm_rel_err"] < 1e-8
              for a in agreement.values())
     report = {
         "benchmark": "pca",
@@ -170,10 +225,17 @@ def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
             "postgres_version": pg_version,
             "python": platform.python_version(),
             "numpy": np.__version__,
+            # 1/5/15-minute load averages when the timed part started and ended:
+            # timings are only comparable between runs on a similarly idle machine
+            "load_avg_before": load_before,
+            "load_avg_after": load_after,
         },
         "load_s": load_s,
-        "timings_s": {"madlib_compat": timings, "numpy_center_svd": numpy_s},
-        "ratios_vs_numpy": {mode: {k: v / numpy_s for k, v in d.items()} for mode, d in timings.items()},
+        "timings_s": {"madlib_compat": timings, "numpy_center_svd": numpy_s,
+                      "numpy_project_residual": numpy_project_s},
+        "ratios_vs_numpy": {
+            mode: {k: v / (numpy_project_s[k] if mode.startswith("project") else numpy_s) for k, v in d.items()}
+            for mode, d in timings.items()},
         "agreement": agreement,
         "agrees_with_numpy": ok,
     }
@@ -199,6 +261,13 @@ def markdown(report: dict) -> str:
         f"| madlib_compat, {p['hours']} calls (one per hour) | {mc['per_hour_calls']['k5']:.2f} s | {mc['per_hour_calls']['p099']:.2f} s |",
         f"| madlib_compat, 1 call grouped by hour | {mc['grouped_call']['k5']:.2f} s | {mc['grouped_call']['p099']:.2f} s |",
         f"| numpy centre + SVD | {t['numpy_center_svd']:.2f} s | {t['numpy_center_svd']:.2f} s |",
+        f"| madlib_compat pca_sparse_project + residual + summary, {p['hours']} calls "
+        f"| {mc['project_per_hour_calls']['k5']:.2f} s | {mc['project_per_hour_calls']['p099']:.2f} s |",
+        f"| numpy projection + residual | {t['numpy_project_residual']['k5']:.2f} s "
+        f"| {t['numpy_project_residual']['p099']:.2f} s |",
+        "",
+        f"Load average (1/5/15 min) {'/'.join(map(str, mach['load_avg_before']))} at the start of the timed part, "
+        f"{'/'.join(map(str, mach['load_avg_after']))} at its end.",
         "",
         f"Loading the triples with COPY took {report['load_s']:.2f} s (not included above).",
         "",
@@ -209,24 +278,36 @@ def markdown(report: dict) -> str:
         lines.append(
             f"- {name}: components per hour match numpy: {a['k_matches_numpy']} "
             f"(k = {sorted(set(a['k_per_hour']))}); max relative std_dev error {a['max_std_dev_rel_err']:.1e}; "
-            f"max component error (up to sign) {a['max_component_abs_err']:.1e}")
+            f"max component error (up to sign) {a['max_component_abs_err']:.1e}; "
+            f"projection error {a['max_projection_rel_err']:.1e}; "
+            f"residual norm relative error {a['max_residual_norm_rel_err']:.1e}")
     lines.append("")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-anomalies bench pca", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench/results/pca.json", help="JSON report path (a .md is written next to it)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `traffic-anomalies bench pca` (and of `python -m traffic_anomalies.bench_pca`)."""
+    parser.add_argument("--out", default=str(PROJECT_DIR / "bench" / "results" / "pca.json"),
+                        help="JSON report path; a .md summary is written next to it (default bench/results/pca.json)")
     parser.add_argument("--days", type=int, default=60, help="rows per hourly matrix (default 60)")
     parser.add_argument("--users", type=int, default=5000, help="columns per hourly matrix (default 5000)")
     parser.add_argument("--hours", type=int, default=HOURS, help="number of hourly matrices (default 24)")
     parser.add_argument("--no-install", action="store_true", help="use the installed madlib_compat functions as they are")
     parser.add_argument("--keep", action="store_true", help=f"keep schema {SCHEMA} with data and results")
-    args = parser.parse_args(argv)
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Run with parsed options; exit code 0 when the database agrees with numpy."""
     report = run(out_path=args.out, days=args.days, users=args.users, hours=args.hours,
                  install=not args.no_install, keep=args.keep)
     sys.stdout.write(markdown(report))
     return 0 if report["agrees_with_numpy"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-anomalies bench pca", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
