@@ -260,12 +260,26 @@ $$;
 -- Arrays are 1-D with computed offsets: PL/pgSQL reads/writes of expanded 1-D
 -- arrays are O(1), 2-D subscripting is markedly slower.
 -- Returns eigenvalues in descending order and the matching unit eigenvectors
--- column-major (vector i is vectors[(i-1)*n+1 : i*n]).
-create or replace function madlib_compat._symeig(
-    p_a float8[], p_n int, out eigenvalues float8[], out vectors float8[])
+-- column-major (vector i is vectors[(i-1)*n+1 : i*n]). _symeig_top: the same,
+-- with only the p_k leading eigenvectors wanted (the others are 0).
+-- When p_k is small against n, QL runs without rotating eigenvectors (O(n^2)
+-- instead of ~n^3 statements) and each wanted vector comes from inverse
+-- iteration on the tridiagonal matrix (EISPACK tinvit: partial pivoting,
+-- close eigenvalues perturbed apart and their vectors orthogonalised), then
+-- x = Q y. Every such vector is checked (|A x - lambda x| within what QL
+-- itself achieves); should one fail, the full decomposition is used instead.
+create or replace function madlib_compat._symeig_top(
+    p_a float8[], p_n int, p_k int, out eigenvalues float8[], out vectors float8[])
 language plpgsql immutable as $$
 declare
     n int := p_n;
+    v_fast boolean := p_k is not null and p_n >= 8 and p_k * 4 <= p_n;
+    dd float8[]; ee float8[];
+    u1 float8[]; u2 float8[]; u3 float8[]; ml float8[]; pv boolean[];
+    y float8[]; zz float8[]; x float8[];
+    lam float8; lam_prev float8; tnorm float8; eps3 float8; curd float8; curs float8;
+    sub float8; dg float8; sp float8; mt float8; nrm float8; tol float8;
+    jj int; it int; gstart int; q int;
     v float8[] := p_a;                 -- V[i][j] = v[i*n + j + 1], 0-based i, j
     vt float8[];
     d float8[] := array_fill(0::float8, array[p_n]);
@@ -392,10 +406,14 @@ begin
     v[n * n] := 1;
     e[1] := 0;
 
+    -- the tridiagonal matrix: diagonal dd[1..n], ee[r] = T(r, r-1) for r >= 2
+    dd := d;
+    ee := e;
+
     -- QL rotates pairs of eigenvector columns: store V transposed so that a
     -- column is a contiguous run (vt[(c-1)*n + k], 1-based c, k)
     vt := array_fill(0::float8, array[n * n]);
-    for k in 0 .. n - 1 loop
+    for k in 0 .. case when v_fast then -1 else n - 1 end loop
         o := k * n;
         for j in 0 .. n - 1 loop
             vt[j * n + k + 1] := v[o + j + 1];
@@ -457,6 +475,7 @@ begin
                     p := c * d[i] - s * g;
                     d[i + 1] := h + s * (c * g + s * d[i]);
                     -- rotate eigenvector columns i and i+1
+                    continue when v_fast;
                     o := (i - 1) * n;
                     oj := i * n;
                     for k in 1 .. n loop
@@ -483,9 +502,140 @@ begin
     for j in 1 .. n loop
         l := ord[j];
         eigenvalues[j] := d[l];
-        vectors[(j - 1) * n + 1 : j * n] := vt[(l - 1) * n + 1 : l * n];
+        if not v_fast then
+            vectors[(j - 1) * n + 1 : j * n] := vt[(l - 1) * n + 1 : l * n];
+        end if;
     end loop;
+    if not v_fast then
+        return;
+    end if;
+
+    -- ------------------------------------ the p_k leading vectors, one by one
+    tnorm := 0;
+    for i in 1 .. n loop
+        tnorm := greatest(tnorm, abs(dd[i]) + case when i > 1 then abs(ee[i]) else 0 end
+                                            + case when i < n then abs(ee[i + 1]) else 0 end);
+    end loop;
+    if not tnorm > 1e-150 then
+        select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_top(p_a, p_n, p_n) t;
+        return;
+    end if;
+    eps3 := eps * tnorm;
+    tol := 1000 * n * eps * greatest(abs(eigenvalues[1]), abs(eigenvalues[n]), 1e-300);
+    zz := array_fill(0::float8, array[n * p_k]);
+    u1 := array_fill(0::float8, array[n]); u2 := u1; u3 := u1; ml := u1;
+    pv := array_fill(false, array[n]);
+    begin
+    for jj in 1 .. p_k loop
+        lam := eigenvalues[jj];
+        if jj = 1 or lam_prev - lam >= 1e-3 * tnorm then
+            gstart := jj;                 -- a new group of close eigenvalues
+        elsif lam > lam_prev - eps3 then
+            lam := lam_prev - eps3;       -- perturbed apart: another vector comes out
+        end if;
+        -- T - lam I = P L U, U with two superdiagonals (u1, u2, u3)
+        curd := dd[1] - lam;
+        curs := ee[2];
+        for i in 1 .. n - 1 loop
+            sub := ee[i + 1];
+            dg := dd[i + 1] - lam;
+            sp := case when i + 1 < n then ee[i + 2] else 0 end;
+            if abs(curd) >= abs(sub) then
+                if curd = 0 then
+                    curd := eps3;
+                end if;
+                mt := sub / curd;
+                u1[i] := curd; u2[i] := curs; u3[i] := 0; pv[i] := false; ml[i] := mt;
+                curd := dg - mt * curs;
+                curs := sp;
+            else
+                mt := curd / sub;
+                u1[i] := sub; u2[i] := dg; u3[i] := sp; pv[i] := true; ml[i] := mt;
+                curd := curs - mt * dg;
+                curs := -mt * sp;
+            end if;
+        end loop;
+        u1[n] := case when curd = 0 then eps3 else curd end;
+        y := array_fill(eps3, array[n]);
+        for it in 1 .. 3 loop
+            if it > 1 then
+                for i in 1 .. n - 1 loop
+                    if pv[i] then
+                        h := y[i]; y[i] := y[i + 1]; y[i + 1] := h;
+                    end if;
+                    y[i + 1] := y[i + 1] - ml[i] * y[i];
+                end loop;
+            end if;
+            y[n] := y[n] / u1[n];
+            y[n - 1] := (y[n - 1] - u2[n - 1] * y[n]) / u1[n - 1];
+            for i in reverse n - 2 .. 1 loop
+                y[i] := (y[i] - u2[i] * y[i + 1] - u3[i] * y[i + 2]) / u1[i];
+            end loop;
+            for q in gstart .. jj - 1 loop
+                o := (q - 1) * n;
+                f := 0;
+                for i in 1 .. n loop
+                    f := f + y[i] * zz[o + i];
+                end loop;
+                for i in 1 .. n loop
+                    y[i] := y[i] - f * zz[o + i];
+                end loop;
+            end loop;
+            nrm := 0;
+            for i in 1 .. n loop
+                nrm := nrm + y[i] * y[i];
+            end loop;
+            nrm := sqrt(nrm);
+            if not (nrm > 0 and nrm < 'infinity'::float8) then
+                select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_top(p_a, p_n, p_n) t;
+                return;
+            end if;
+            for i in 1 .. n loop
+                y[i] := y[i] / nrm;
+            end loop;
+        end loop;
+        o := (jj - 1) * n;
+        for i in 1 .. n loop
+            zz[o + i] := y[i];
+        end loop;
+        lam_prev := lam;
+
+        -- x = Q y, then the check |A x - lambda x| <= tol
+        x := array_fill(0::float8, array[n]);
+        for k in 0 .. n - 1 loop
+            ok := k * n;
+            f := 0;
+            for j in 1 .. n loop
+                f := f + v[ok + j] * y[j];
+            end loop;
+            x[k + 1] := f;
+        end loop;
+        for i in 0 .. n - 1 loop
+            ok := i * n;
+            f := -eigenvalues[jj] * x[i + 1];
+            for j in 1 .. n loop
+                f := f + p_a[ok + j] * x[j];
+            end loop;
+            if not abs(f) <= tol then
+                select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_top(p_a, p_n, p_n) t;
+                return;
+            end if;
+        end loop;
+        vectors[o + 1 : o + n] := x;
+    end loop;
+    exception when numeric_value_out_of_range or division_by_zero then
+        -- float overflow/underflow raise in PostgreSQL: fall back to QL
+        select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_top(p_a, p_n, p_n) t;
+    end;
 end
 $$;
+
+-- All eigenvectors.
+create or replace function madlib_compat._symeig(
+    p_a float8[], p_n int, out eigenvalues float8[], out vectors float8[])
+language sql immutable as $$
+    select e.eigenvalues, e.vectors from madlib_compat._symeig_top($1, $2, $2) e
+$$;
+
 {% endraw %}
 {% endmacro %}

@@ -440,7 +440,9 @@ begin
             v_tol := greatest(v_tol, v_kr[(i - 1) * ns + i]);
         end loop;
 
-        select e.eigenvalues, e.vectors into v_lam, v_u from madlib_compat._symeig(v_g, ns) e;
+        -- with k given, only the k leading eigenvectors are ever used
+        select e.eigenvalues, e.vectors into v_lam, v_u
+        from madlib_compat._symeig_top(v_g, ns, case when k is not null then least(k, ns) else ns end) e;
 
         -- Zero singular values. MADlib's SVD keeps only singular values > 0 and
         -- warns when k asks for more ("Outputing only nz instead of k"). An

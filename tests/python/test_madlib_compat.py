@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 
 from _pca_reference import (
+    EPS,
     REPO,
     append_sparse,
     expected_k,
@@ -460,3 +461,32 @@ def test_dbt_run_operation_installs_idempotently(installed, tmp_path):
                 "where n.nspname = 'madlib_compat' and p.proname = 'pca_sparse_train'")
     assert cur.fetchone()[0] == 13       # full form + 10 overloads + 2 help forms
     conn.close()
+
+
+# ------------------------------------------------------------- eigensolver
+@pytest.mark.parametrize("case", ["separated", "close_pair", "equal_pair", "rank_deficient", "zero"])
+def test_leading_eigenvectors_path_matches_numpy(db, case):
+    """_symeig_top with few vectors wanted (inverse iteration) against numpy's eigh."""
+    rng = np.random.default_rng(71)
+    n, k = 40, 5
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    w = {"separated": np.linspace(10, 0.5, n),
+         "close_pair": np.r_[10, 10 - 1e-9, np.linspace(5, 0.5, n - 2)],
+         "equal_pair": np.r_[10, 10, np.linspace(5, 0.5, n - 2)],
+         "rank_deficient": np.r_[np.linspace(9, 5, 6), np.zeros(n - 6)],
+         "zero": np.zeros(n)}[case]
+    A = (q * w) @ q.T
+    A = (A + A.T) / 2
+    db.execute("select eigenvalues, vectors from madlib_compat._symeig_top(%s::float8[], %s, %s)", (A.ravel().tolist(), n, k))
+    lam, vec = db.fetchone()
+    ref_w, ref_v = np.linalg.eigh(A)
+    ref_w, ref_v = ref_w[::-1], ref_v[:, ::-1]
+    scale = max(abs(ref_w[0]), 1.0)
+    assert np.max(np.abs(np.array(lam) - ref_w)) <= 1e3 * n * EPS * scale
+    V = np.array(vec).reshape(n, n)[:k]
+    np.testing.assert_allclose(V @ V.T, np.eye(k), atol=1e-10)          # orthonormal
+    np.testing.assert_allclose(V @ A, np.array(lam)[:k, None] * V, atol=1e-10 * scale)   # eigenvectors
+    for j in range(k):
+        gap = np.min(np.abs(np.delete(ref_w, j) - ref_w[j]))
+        if gap > 1e-6 * scale:                                            # determined up to sign
+            assert np.max(np.abs(np.sign(V[j] @ ref_v[:, j]) * V[j] - ref_v[:, j])) < 1e-9
