@@ -247,6 +247,8 @@ begin
             execute format('create table %s (row_id integer, row_vec double precision[]%s)', v_outq, v_gdefs);
             if v_resq is not null then
                 execute format('create table %s (row_id integer, row_vec double precision[]%s)', v_resq, v_gdefs);
+                -- col_dim-long rows stored uncompressed (compressing doubles costs more than it saves)
+                execute format('alter table %s alter column row_vec set storage external', v_resq);
             end if;
             if v_sumq is not null then
                 execute format('create table %s (exec_time double precision, residual_norm double precision,

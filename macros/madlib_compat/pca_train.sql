@@ -367,6 +367,10 @@ begin
                                   std_dev double precision, proportion double precision%s)',
                 v_pcq, v_gdefs);
             execute format('create table %s (column_mean double precision[]%s)', v_meanq, v_gdefs);
+            -- col_dim-long arrays stored as they are: compressing random doubles
+            -- costs more than it saves (and every later read pays to decompress)
+            execute format('alter table %s alter column principal_components set storage external', v_pcq);
+            execute format('alter table %s alter column column_mean set storage external', v_meanq);
             v_first := false;
         end if;
 
