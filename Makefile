@@ -38,9 +38,11 @@ test: install
 lint: install
 	eval "$$($(TA) db env)" && $(BIN)/sqlfluff lint models tests/generic analyses --processes 2
 
+# Heavy measurements, never part of `make test`: results in bench/results/*.json and *.md.
 bench: install
 	$(TA) db up
-	$(TA) bench
+	$(TA) bench pca
+	$(TA) bench nightly
 
 docs: install
 	$(TA) docs

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "traffic_anomalies.report",
     "traffic_anomalies.docs",
     "traffic_anomalies.evaluate",
+    "traffic_anomalies.bench",
 )
 
 
