@@ -1,0 +1,162 @@
+"""Crash safety and concurrency of the nightly run, end to end on a small lake.
+
+* Two nightly runs started together into one schema: one runs, the other refuses with a clear
+  message (exit 10); what the one built is the reference.
+* Another schema's run is SIGKILLed (the whole process group: the command and every dbt it
+  started) during each stage in turn: staging, hourly counts, a PCA hour, the marts; after each
+  kill no model's relation holds anything but what a finished build puts there (no half-built
+  table is visible under a model's name); the last rerun's marts equal the reference.
+
+Uses test_nightly's Pipeline (a schema and how to run the nightly command into it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import query, server_readable_dir
+from test_nightly import LAKE_DAYS, RUN_DATE, Pipeline
+
+# (stage, the dbt step whose log shows it, the node whose start triggers the kill)
+STAGES = [
+    ("staging", "BuildStaging", "stg_lake__flow_lines"),
+    ("hourly counts", "BuildStaging", "int_hourly_counts"),
+    ("PCA", "PcaHour_*", "int_pca_hour_"),
+    ("marts", "BuildMarts", "fct_user_outliers"),
+]
+
+
+@pytest.fixture(scope="module")
+def lake() -> Iterator[Path]:
+    from traffic_anomalies.lake import generate_lake
+
+    out = server_readable_dir("crash")
+    generate_lake(out, users=30, days=LAKE_DAYS, start=RUN_DATE - dt.timedelta(days=LAKE_DAYS - 1), seed=11)
+    yield out
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+
+
+@pytest.fixture(scope="module")
+def pipelines(database, lake, tmp_path_factory) -> Iterator:
+    made: list[Pipeline] = []
+
+    def make(name: str) -> Pipeline:
+        made.append(Pipeline(f"t_crash_{uuid.uuid4().hex[:8]}", lake, tmp_path_factory.mktemp(name)))
+        return made[-1]
+
+    yield make
+    for pipeline in made:
+        pipeline.drop()
+
+
+@pytest.fixture(scope="module")
+def reference(pipelines) -> Pipeline:
+    """Two runs started together: one builds, the other refuses; the one's build is the reference."""
+    pipeline = pipelines("reference")
+    args = ("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4")
+    logs = [pipeline.target_root / f"run{i}.log" for i in range(2)]
+    pipeline.target_root.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for log in logs:
+        with open(log, "w") as out:
+            processes.append(subprocess.Popen(pipeline.command(*args), env=pipeline.env(), cwd="/", text=True,
+                                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+    codes = sorted(p.wait(timeout=900) for p in processes)
+    outputs = [log.read_text() for log in logs]
+    pipeline.concurrent = (codes, outputs)  # type: ignore[attr-defined]
+    return pipeline
+
+
+def test_two_runs_started_together_one_refuses_and_the_result_is_one_runs(reference):
+    codes, outputs = reference.concurrent
+    assert codes == [0, 10], outputs
+    refused = next(o for o in outputs if "another nightly run is in progress" in o)
+    assert f"for schema '{reference.schema}'" in refused and "--wait" in refused
+    assert reference.complete()
+    marts = reference.marts()
+    assert marts and all(marts.values())
+    # Started again with --wait while nothing runs: finds everything done.
+    again = reference.run("nightly", "--date", RUN_DATE.isoformat(), "--wait")
+    assert again.returncode == 0 and "tasks run: 0;" in again.stdout, again.stdout + again.stderr
+
+
+def checksum(rows: list[tuple]) -> str:
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def model_relations(schema: str) -> dict[str, str]:
+    """Every relation dbt or the PCA materialization leaves under a model's (or companion's) name."""
+    return dict(query(
+        "select c.relname, c.relkind::text from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = %s and c.relkind in ('r', 'v', 'p', 'm')", (schema,)))
+
+
+def relation_contents(pipeline: Pipeline, table: str) -> list[tuple]:
+    """Rows without run-dependent columns, floats rounded (PCA signs aside), sorted."""
+    from test_nightly import VOLATILE_NAME_PARTS, VOLATILE_TYPES
+
+    columns = [name for name, data_type in query(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = %s and table_name = %s order by ordinal_position", (pipeline.schema, table))
+        if data_type not in VOLATILE_TYPES and not any(p in name for p in VOLATILE_NAME_PARTS)]
+    if not columns:
+        return []
+    rows = query(f'select {", ".join(chr(34) + c + chr(34) for c in columns)} from "{pipeline.schema}"."{table}"')
+    return sorted((tuple(round(abs(v), 4) if isinstance(v, float) else v for v in row) for row in rows), key=repr)
+
+
+def wait_for_node_start(pipeline: Pipeline, process: subprocess.Popen, step: str, node: str, timeout: float = 600) -> None:
+    """Until dbt logs the start of `node` in the given step's log (or the run ends)."""
+    folder = pipeline.target_root / "nightly" / pipeline.schema / RUN_DATE.isoformat()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        for log in folder.glob(f"{step}/dbt.log"):
+            started = f"model {pipeline.schema}.{node}"  # not its unit tests, which start first
+            if any("START" in line and started in line for line in log.read_text(errors="replace").splitlines()):
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"{node} never started (run exit {process.poll()}):\n"
+                         + (pipeline.target_root / "started-run.log").read_text()[-3000:])
+
+
+def test_sigkill_during_each_stage_then_rerun_gives_the_reference_marts(reference, pipelines):
+    pipeline = pipelines("crashed")
+    args = ("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4")
+    for stage, step, node in STAGES:
+        for log in (pipeline.target_root / "nightly").rglob("dbt.log"):
+            log.unlink()  # only this run's lines count
+        process = pipeline.start(*args)
+        try:
+            wait_for_node_start(pipeline, process, step, node)
+            assert process.poll() is None, f"the run ended before the kill during {stage}"
+            os.killpg(process.pid, signal.SIGKILL)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        time.sleep(0.5)  # the server notices the dead connections and rolls their work back
+        # Whatever is visible under a model's name is complete: it equals the reference's.
+        visible = model_relations(pipeline.schema)
+        expected = model_relations(reference.schema)
+        assert set(visible) <= set(expected), f"after the kill during {stage}: {set(visible) - set(expected)}"
+        assert not pipeline.complete()
+        for table, kind in visible.items():
+            if kind == "v":
+                continue  # views hold no data of their own
+            assert checksum(relation_contents(pipeline, table)) == checksum(relation_contents(reference, table)), (
+                f"after the kill during {stage}, {table} differs from a finished build's")
+    rerun = pipeline.run(*args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert pipeline.complete()
+    assert {t: checksum(rows) for t, rows in pipeline.marts().items()} == {
+        t: checksum(rows) for t, rows in reference.marts().items()}
