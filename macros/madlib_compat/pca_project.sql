@@ -271,12 +271,14 @@ begin
             v_sql := format($q$
                 with p as materialized (select c, $3[c] as mu%1$s from generate_series(1, %2$s) c),
                 zr as materialized (select r%3$s from generate_series(1, %4$s) r)
-                select e.r, %5$s as rv, sum(e.val * e.val) as rss
-                from (select zr.r, p.c, $4[zr.r][p.c] - p.mu%6$s as val
-                        from zr cross join p
-                      offset 0) e   -- evaluated once per cell, not once per use
-                group by e.r
-                order by e.r $q$,
+                select zr.r, q.rv, q.rss
+                from zr cross join lateral (
+                    select %5$s as rv, sum(e.val * e.val) as rss
+                    from (select p.c, $4[zr.r][p.c] - p.mu%6$s as val
+                            from p
+                          offset 0) e   -- evaluated once per cell, not once per use
+                    ) q
+                order by zr.r $q$,
                 case when v_k > 0 then ', ' || madlib_compat._list('$2[%1$s][c] as p%1$s', v_k) else '' end,
                 m,
                 case when v_k > 0 then ', ' || madlib_compat._list(format('$5[(r - 1) * %s + %%1$s] as z%%1$s', v_k), v_k) else '' end,

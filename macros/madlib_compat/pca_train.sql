@@ -71,6 +71,7 @@ declare
     v_jit text;
     v_work_mem text;
     v_mergejoin text;
+    v_sort text;
     v_outer_max int;
     v_form text;
     eps constant float8 := 2.220446049250313e-16;
@@ -623,8 +624,12 @@ begin
                 madlib_compat._list(format('sum((y[%%1$s] - $7[(gi.o - 1) * %s + %%1$s]) * (y[%%1$s] - $7[(gi.o - 1) * %s + %%1$s]))', v_kmax, v_kmax), v_kmax),
                 v_pcq, ns, v_kmax, n::float8, v_gsel, v_gfrom);
         end if;
+        -- grouped input: without statistics the planner over-estimates the
+        -- (group, b) count and would sort the whole join output instead of hashing
+        v_sort := madlib_compat._set_if_exists('enable_sort', 'off');
         execute v_sql using p_gid, p_a, p_w, g_id, g_kg, g_total,
             case when v_wide then array_fill(0::float8, array[v_kmax]) else p_sh end;
+        perform madlib_compat._set_if_exists('enable_sort', v_sort);
     end if;
 
     if v_sumq is not null then
