@@ -309,7 +309,7 @@ begin
                  from generate_series(1, ns) gi(i), generate_series(1, ns) gj(j) where gi.i <= gj.j),
                 madlib_compat._list('sum(c%1$s)', ns))
             when 'join' then format(
-                'kk as (select x.__gid, x.a, array[%s] as kr
+                'kk as (select x.__gid, x.a, array_replace(array[%s], null, 0::float8) as kr
                           from x join dc c on c.b = x.b%s
                          group by x.__gid, x.a),
                  kf as (select __gid, array_agg(a order by a) as ka,

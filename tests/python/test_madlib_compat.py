@@ -181,15 +181,24 @@ def test_single_nonzero_row(db):
     assert_matches_numpy(fetch_pc(db, "pc"), X, 1)
 
 
-def test_tall_and_long_form_gram_paths_agree(db):
-    """The sparse self-join used beyond madlib_compat.gram_wide_max gives the same numbers."""
+@pytest.mark.parametrize("setting", ["gram_wide_max", "gram_outer_max"])
+@pytest.mark.parametrize("shape", [(30, 11), (11, 30)])
+def test_tall_and_long_form_gram_paths_agree(db, setting, shape):
+    """The Gram forms for a larger small side give the same numbers: the sparse self-join
+    beyond madlib_compat.gram_wide_max, the non-zeros joined with the dense columns
+    beyond madlib_compat.gram_outer_max (default: the outer-product form)."""
     rng = np.random.default_rng(13)
-    X = sparse_random(rng, 30, 11)
+    X = sparse_random(rng, *shape)
+    X[:, 3] = 0                                   # a column without any entry
     load_sparse(db, "m", X)
-    db.execute("set madlib_compat.gram_wide_max = 4")
+    db.execute(f"set madlib_compat.{setting} = 4")
     train(db, "m", "pc", X, 5)
-    db.execute("reset madlib_compat.gram_wide_max")
+    train(db, "m", "pp", X, 0.9)
+    db.execute(f"reset madlib_compat.{setting}")
     assert_matches_numpy(fetch_pc(db, "pc"), X, 5)
+    _, s, _ = reference(X)
+    assert_matches_numpy(fetch_pc(db, "pp"), X, expected_k(s, 0.9))
+    assert_mean(db, "pc_mean", X)
 
 
 # ------------------------------------------------------------ proportion rule
@@ -490,3 +499,18 @@ def test_leading_eigenvectors_path_matches_numpy(db, case):
         gap = np.min(np.abs(np.delete(ref_w, j) - ref_w[j]))
         if gap > 1e-6 * scale:                                            # determined up to sign
             assert np.max(np.abs(np.sign(V[j] @ ref_v[:, j]) * V[j] - ref_v[:, j])) < 1e-9
+
+
+@pytest.mark.parametrize("setting", [None, "gram_wide_max", "gram_outer_max"])
+def test_rows_sharing_no_column(db, setting):
+    """Gram entries with no product at all (disjoint rows) are zeros in every Gram form."""
+    X = np.zeros((6, 10))
+    X[0, 0], X[1, 1], X[2, 2] = 1, 2, 3
+    X[3, :5], X[4, 5:], X[5, ::2] = 1, 2, 1
+    load_sparse(db, "m", X)
+    if setting:
+        db.execute(f"set madlib_compat.{setting} = 2")
+    train(db, "m", "pc", X, 3)
+    if setting:
+        db.execute(f"reset madlib_compat.{setting}")
+    assert_matches_numpy(fetch_pc(db, "pc"), X, 3)
