@@ -178,28 +178,6 @@ begin
 end
 $$;
 
--- Scatter one sparse vector (1-based positions) into a dense float8[n].
--- Called once per matrix row/column inside set-based queries; a position given
--- twice is MADlib's "duplicated entries" error.
-create or replace function madlib_compat._scatter(p_n int, p_idx int[], p_val float8[])
-returns float8[]
-language plpgsql immutable parallel safe as $$
-declare
-    v_d float8[] := array_fill(null::float8, array[p_n]);
-    v_t int;
-    v_i int;
-begin
-    for v_t in 1 .. coalesce(cardinality(p_idx), 0) loop
-        v_i := p_idx[v_t];
-        if v_d[v_i] is not null then
-            raise exception 'Matrix error: Following entries are duplicated in sparse matrix: position % of a row/column', v_i;
-        end if;
-        v_d[v_i] := p_val[v_t];
-    end loop;
-    return array_replace(v_d, null::float8, 0::float8);
-end
-$$;
-
 -- Dense float8[p_n] from 1-based positions and values, for set-based callers
 -- that check the input themselves: null when a position is null, outside
 -- 1..p_n or given twice (the caller then reports MADlib's error), else the
