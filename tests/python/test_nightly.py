@@ -109,10 +109,7 @@ class Pipeline:
             ]
             select = ", ".join(f'"{c}"' for c in columns)
             rows = query(f'select {select} from "{self.schema}"."{table}"')
-            contents[table] = sorted(
-                (tuple(round(abs(v), 4) if isinstance(v, float) else v for v in row) for row in rows),
-                key=repr,
-            )
+            contents[table] = sorted((tuple(_normalise(v) for v in row) for row in rows), key=repr)
         return contents
 
     def drop(self) -> None:
@@ -264,3 +261,14 @@ def test_second_run_while_one_is_running_is_refused(pipeline_factory) -> None:
         ran = pipeline.run("nightly", "--date", RUN_DATE.isoformat())
     assert ran.returncode == 10
     assert "another nightly run is in progress" in ran.stderr and f"pid={os.getpid()}" in ran.stderr
+
+
+def _normalise(value: Any) -> Any:
+    """Floats rounded (and unsigned: PCA signs are arbitrary), also inside json values."""
+    if isinstance(value, float):
+        return round(abs(value), 4)
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    return value
