@@ -38,6 +38,7 @@ declare
     n int := row_dim;
     m int := col_dim;
     v_work_mem text;
+    v_mergejoin text;
     v_gfrom text := '';
     v_model_from text;
     v_groups int[];
@@ -62,6 +63,9 @@ begin
     -- cross the JIT thresholds: compiling then costs far more than running.
     v_jit := madlib_compat._set_if_exists('jit', 'off');
     v_work_mem := madlib_compat._raise_work_mem(65536);
+    -- the joins below are "large input x small dense table on an equality":
+    -- hash joins. Without statistics the planner would sort-merge.
+    v_mergejoin := madlib_compat._set_if_exists('enable_mergejoin', 'off');
 
     -- ---------------------------------------------------------------- checks
     -- Same order and wording as MADlib's pca_project._validate_args.
@@ -305,6 +309,7 @@ begin
     end loop;
 
     drop table if exists pg_temp.__mp_g;
+    perform madlib_compat._set_if_exists('enable_mergejoin', v_mergejoin);
     perform pg_catalog.set_config('work_mem', v_work_mem, true);
     perform madlib_compat._set_if_exists('jit', v_jit);
 end
