@@ -1,9 +1,13 @@
+{#- pre_hook: the planner cannot estimate the lake (file_fdw guesses a few rows per day) and
+    would check each line against the repeated lines in a nested loop, quadratic in the size
+    of a day. Hash and merge joins only, for this model's transaction. -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['dt'],
         on_schema_change='fail',
+        pre_hook=["set local enable_nestloop = off"],
         post_hook=[
             "create index if not exists {{ this.identifier }}__dt on {{ this }} (dt)",
             "create index if not exists {{ this.identifier }}__activity_date on {{ this }} (activity_date) where line_status = 'valid'",
