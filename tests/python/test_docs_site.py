@@ -90,8 +90,8 @@ def lineage_section(text: str, model: str) -> tuple[str, str]:
 @pytest.mark.parametrize(
     "model, upstream, downstream",
     [
-        ("int_pca_hour_07", {"int_pca_input", "dim_days", "dim_users"}, {"fct_pca_components", "fct_pca_summary"}),
-        ("fct_pca_components", {"int_pca_hour_00", "int_pca_hour_23"}, set()),
+        ("int_pca_hour_07", {"int_pca_input", "dim_days", "dim_users"}, {"int_pca_components", "fct_pca_summary"}),
+        ("fct_pca_components", {"int_pca_components"}, {"fct_user_outliers"}),
         ("fct_user_outliers", {"fct_pca_components", "dim_users"}, set()),
     ],
 )
