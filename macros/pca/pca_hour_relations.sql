@@ -17,3 +17,18 @@
     {%- endif -%}
     {{ return(api.Relation.create(database=relation.database, schema=relation.schema, identifier=relation.identifier ~ suffix)) }}
 {% endmacro %}
+
+
+{#- The same companion table of all 24 hours, stacked, with the hour as a column: `columns` are
+    the select expressions taken from each hour's table. -#}
+{% macro union_pca_hour_tables(suffix, columns) %}
+    {%- for model_name in pca_hour_model_names() %}
+    select
+        {{ loop.index0 }} as hour_of_day,
+        {{ columns | join(',\n        ') }}
+    from {{ pca_companion(model_name, suffix) }}
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+{% endmacro %}

@@ -7,30 +7,17 @@ with
 
 training as (
 
-    {% for model_name in pca_hour_model_names() %}
-        select
-            {{ loop.index0 }} as hour_of_day,
-            rows_used,
-            "exec_time (ms)" as train_time_ms,
-            recon_error,
-            relative_recon_error
-        from {{ pca_companion(model_name, '_summary') }}
-        {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {{ union_pca_hour_tables('_summary', [
+        "rows_used", '"exec_time (ms)" as train_time_ms', "recon_error", "relative_recon_error",
+    ]) }}
 
 ),
 
 projection as (
 
-    {% for model_name in pca_hour_model_names() %}
-        select
-            {{ loop.index0 }} as hour_of_day,
-            exec_time as project_time_ms,
-            residual_norm,
-            relative_residual_norm
-        from {{ pca_companion(model_name, '_projection_summary') }}
-        {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {{ union_pca_hour_tables('_projection_summary', [
+        "exec_time as project_time_ms", "residual_norm", "relative_residual_norm",
+    ]) }}
 
 ),
 

@@ -86,7 +86,7 @@ best_component as (
         outlier_score,
         row_number() over (
             partition by method, hour_of_day, user_index
-            order by outlier_score desc, component_rank
+            order by outlier_score desc, component_rank asc
         ) as component_choice
     from candidates
 
@@ -104,7 +104,7 @@ ranked as (
         best_component.outlier_score,
         row_number() over (
             partition by best_component.method, best_component.hour_of_day
-            order by best_component.outlier_score desc, best_component.component_rank, users.user_name
+            order by best_component.outlier_score desc, best_component.component_rank asc, users.user_name asc
         ) as rank_in_hour
     from best_component
     inner join users on best_component.user_index = users.user_index

@@ -7,16 +7,7 @@ with
 
 components as (
 
-    {% for model_name in pca_hour_model_names() %}
-        select
-            {{ loop.index0 }} as hour_of_day,
-            row_id as component_rank,
-            std_dev,
-            proportion,
-            principal_components
-        from {{ pca_companion(model_name, '') }}
-        {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {{ union_pca_hour_tables('', ["row_id as component_rank", "std_dev", "proportion", "principal_components"]) }}
 
 ),
 

@@ -12,14 +12,7 @@ with
 
 residual_rows as (
 
-    {% for model_name in pca_hour_model_names() %}
-    select
-        {{ loop.index0 }} as hour_of_day,
-        row_id as day_index,
-        row_vec
-    from {{ pca_companion(model_name, '_residual') }}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {{ union_pca_hour_tables('_residual', ["row_id as day_index", "row_vec"]) }}
 
 ),
 
