@@ -1,0 +1,165 @@
+{{ config(materialized='table') }}
+
+{#- How far each (hour, day, user) flow count rises above what the user's own traffic predicts.
+
+    Expected count: the independence model of the user's days × hours table, with the cell
+    itself left out, E = (day total − x) (hour total − x) / (user total − day total − hour
+    total + x): the user's volume that day in the other hours, times the user's usual share
+    of that hour on the other days. A busy day, a weekend or a vacation moves the whole row
+    and is expected; one hour far above the user's rhythm is not.
+    Noise: a negative binomial (Poisson with a gamma-distributed rate), variance E + φ E², φ
+    the user's overdispersion by the method of moments over all cells of the user's table
+    (zero cells included), φ = max(0, Σ((x − E)² − E) / Σ E²).
+    Score: z = (x − E) / sqrt(max(E + φ E², 1)); the floor of 1 flow keeps a cell whose
+    expectation is near zero from turning one or two flows into a large score.
+    Only cells with flows are kept: a cell without flows cannot rise above its expectation. -#}
+
+with
+
+cells as (
+
+    select
+        hour_of_day,
+        row_id as day_index,
+        col_id as user_index,
+        value as flows
+    from {{ ref('int_pca_input') }}
+
+),
+
+day_totals as (
+
+    select
+        user_index,
+        day_index,
+        sum(flows) as day_flows
+    from cells
+    group by user_index, day_index
+
+),
+
+hour_totals as (
+
+    select
+        user_index,
+        hour_of_day,
+        sum(flows) as hour_flows
+    from cells
+    group by user_index, hour_of_day
+
+),
+
+days as (
+
+    select day_index
+    from {{ ref('dim_days') }}
+
+),
+
+user_totals as (
+
+    select
+        user_index,
+        sum(flows) as user_flows
+    from cells
+    group by user_index
+
+),
+
+grid as (
+
+    select
+        user_totals.user_index,
+        days.day_index,
+        hours.hour_of_day,
+        user_totals.user_flows
+    from user_totals
+    cross join days
+    cross join generate_series(0, 23) as hours (hour_of_day)
+
+),
+
+expected as (
+
+    select
+        grid.hour_of_day,
+        grid.day_index,
+        grid.user_index,
+        coalesce(cells.flows, 0) as flows,
+        case
+            when
+                grid.user_flows - coalesce(day_totals.day_flows, 0) - coalesce(hour_totals.hour_flows, 0)
+                + coalesce(cells.flows, 0) > 0
+                then
+                    (coalesce(day_totals.day_flows, 0) - coalesce(cells.flows, 0))
+                    * (coalesce(hour_totals.hour_flows, 0) - coalesce(cells.flows, 0))
+                    / (
+                        grid.user_flows - coalesce(day_totals.day_flows, 0)
+                        - coalesce(hour_totals.hour_flows, 0) + coalesce(cells.flows, 0)
+                    )
+            else 0
+        end as expected_flows
+    from grid
+    left join cells
+        on
+            grid.hour_of_day = cells.hour_of_day
+            and grid.day_index = cells.day_index
+            and grid.user_index = cells.user_index
+    left join day_totals
+        on
+            grid.user_index = day_totals.user_index
+            and grid.day_index = day_totals.day_index
+    left join hour_totals
+        on
+            grid.user_index = hour_totals.user_index
+            and grid.hour_of_day = hour_totals.hour_of_day
+
+),
+
+dispersion as (
+
+    select
+        user_index,
+        case
+            when sum(expected_flows * expected_flows) > 0
+                then greatest(
+                    sum((flows - expected_flows) * (flows - expected_flows) - expected_flows)
+                    / sum(expected_flows * expected_flows),
+                    0
+                )
+            else 0
+        end as user_dispersion
+    from expected
+    group by user_index
+
+),
+
+scored as (
+
+    select
+        expected.hour_of_day,
+        expected.day_index,
+        expected.user_index,
+        expected.flows,
+        expected.expected_flows,
+        dispersion.user_dispersion,
+        (expected.flows - expected.expected_flows)
+        / sqrt(greatest(
+            expected.expected_flows + dispersion.user_dispersion * expected.expected_flows * expected.expected_flows,
+            1
+        )) as spike_score
+    from expected
+    inner join dispersion on expected.user_index = dispersion.user_index
+    where expected.flows > 0
+
+)
+
+select
+    hour_of_day,
+    day_index,
+    user_index,
+    flows,
+    expected_flows,
+    user_dispersion,
+    spike_score
+from scored
