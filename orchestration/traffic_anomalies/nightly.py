@@ -27,6 +27,7 @@ from typing import Any
 
 from traffic_anomalies import PROJECT_DIR, localdb
 from traffic_anomalies import tasks  # sets LUIGI_CONFIG_PATH before luigi is imported
+from traffic_anomalies import dbt as dbt_runner
 from traffic_anomalies import runstate, validation
 
 import luigi  # noqa: E402  (after tasks: see there)
@@ -248,6 +249,9 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
         with runstate.connection() as conn:
             runstate.ensure_meta(conn)
         print(f"{label}: schema {schema}, {scheduler_text}, {args.workers} workers", file=sys.stderr)
+        # Once, before Luigi forks its workers: every dbt step is then a fork of a process that
+        # has dbt imported already, not a new interpreter importing it again (see dbt.py).
+        dbt_runner.preload()
         for date in dates:
             task = tasks.NightlyRun(date=date, lake_root=lake_root, dbt_vars=args.vars)
             outcomes.append(build_date(task, args.workers, scheduler))

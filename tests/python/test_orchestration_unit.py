@@ -29,6 +29,7 @@ import pytest
 from traffic_anomalies import PROJECT_DIR
 from traffic_anomalies import tasks  # before luigi: points Luigi at the project's luigi.cfg
 from traffic_anomalies import nightly, runstate
+from traffic_anomalies import dbt as dbt_runner
 from traffic_anomalies.dbt import DbtError, parse_run_results, run_dbt
 
 import luigi  # noqa: E402
@@ -102,7 +103,19 @@ def tiny_project(tmp_path: Path) -> Path:
     return tmp_path / "tiny"
 
 
-def test_dbt_model_succeeds_and_results_are_parsed(tiny_project: Path, schema: str) -> None:
+@pytest.fixture(params=["subprocess", "fork"])
+def dbt_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways run_dbt gets a process for dbt: a new `dbt` CLI, or a fork of a warm process."""
+    if request.param == "fork":
+        dbt_runner.preload()
+        monkeypatch.setenv("TA_DBT_SUBPROCESS", "0")
+    else:
+        monkeypatch.setenv("TA_DBT_SUBPROCESS", "1")
+    assert dbt_runner.use_fork() == (request.param == "fork")
+    return request.param
+
+
+def test_dbt_model_succeeds_and_results_are_parsed(tiny_project: Path, schema: str, dbt_process: str) -> None:
     result = run_dbt(
         ["run"], select=["good"], dbt_vars={"run_date": "2024-01-02"},
         target_path=tiny_project / "t_ok", project_dir=tiny_project,
@@ -119,7 +132,7 @@ def test_dbt_model_succeeds_and_results_are_parsed(tiny_project: Path, schema: s
     assert run_args["vars"] == {"run_date": "2024-01-02"}
 
 
-def test_dbt_failing_model_raises_with_dbt_message(tiny_project: Path, schema: str) -> None:
+def test_dbt_failing_model_raises_with_dbt_message(tiny_project: Path, schema: str, dbt_process: str) -> None:
     with pytest.raises(DbtError) as caught:
         run_dbt(["run"], select=["good", "broken"], dbt_vars={"run_date": "2024-01-02"},
                 target_path=tiny_project / "t_bad", project_dir=tiny_project)
@@ -141,12 +154,36 @@ def test_dbt_failing_test_raises_naming_the_test(tiny_project: Path, schema: str
     assert passed == {"good", "not_null_good_id"}
 
 
-def test_dbt_run_operation_error_carries_dbt_output(tiny_project: Path, schema: str) -> None:
+def test_dbt_run_operation_error_carries_dbt_output(tiny_project: Path, schema: str, dbt_process: str) -> None:
     with pytest.raises(DbtError) as caught:
         run_dbt(["run-operation", "fail_on_purpose"], macro_args={"reason": "unit test"},
                 target_path=tiny_project / "t_op", project_dir=tiny_project)
     assert "stopped on purpose: unit test" in str(caught.value)
     assert caught.value.failed_nodes == ("fail_on_purpose",)
+
+
+def test_dbt_usage_error_exits_2_with_clicks_message(tiny_project: Path, schema: str, dbt_process: str) -> None:
+    with pytest.raises(DbtError) as caught:
+        run_dbt(["run", "--no-such-option"], target_path=tiny_project / "t_usage", project_dir=tiny_project)
+    assert caught.value.result.returncode == 2  # dbt's status for an error outside the nodes
+    assert "No such option '--no-such-option'" in str(caught.value)
+    assert caught.value.result.nodes == ()
+
+
+def test_forked_dbt_output_is_written_once_and_the_parent_goes_on(tiny_project: Path, schema: str) -> None:
+    dbt_runner.preload()
+    print("parent text still in the buffer", end="")  # must not be repeated by the child
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TA_DBT_SUBPROCESS", "0")
+        result = run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-03"},
+                         target_path=tiny_project / "t_fork", project_dir=tiny_project)
+    output = result.log_file.read_text()
+    assert output.startswith("$ dbt run ")
+    assert output.count("Completed successfully") == 1
+    assert "parent text still in the buffer" not in output
+    assert "leaked semaphore" not in output
+    assert os.getpid() != 0 and Path.cwd() is not None  # still the parent, alive
+    assert [n.status for n in result.nodes] == ["success"]
 
 
 def test_dbt_selection_matching_nothing_is_an_error(tiny_project: Path, schema: str) -> None:
