@@ -3,13 +3,16 @@
 {#- How far each (hour, day, user) flow count rises above what the user's own traffic predicts.
 
     Expected count: the independence model of the user's days × hours table, with the cell
-    itself left out, E = (day total − x) (hour total − x) / (user total − day total − hour
-    total + x): the user's volume that day in the other hours, times the user's usual share
-    of that hour on the other days. A busy day, a weekend or a vacation moves the whole row
-    and is expected; one hour far above the user's rhythm is not.
+    itself left out: E0 = (day total − x) (hour total − x) / (user total − day total − hour
+    total + x), the user's volume that day in the other hours times the user's share of
+    that hour on the other days. A busy day, a weekend or a vacation moves the whole row and
+    is expected; one hour far above the user's rhythm is not. A person's day also starts an
+    hour early or late now and then, so the expectation E is the largest of the shares of
+    hours h − 1, h and h + 1 (same denominator, no wrap at midnight): a count that the
+    neighbouring hour would explain is not a spike.
     Noise: a negative binomial (Poisson with a gamma-distributed rate), variance E + φ E², φ
-    the user's overdispersion by the method of moments over all cells of the user's table
-    (zero cells included), φ = max(0, Σ((x − E)² − E) / Σ E²).
+    the user's overdispersion by the method of moments around the plain model over all cells
+    of the user's table (zero cells included), φ = max(0, Σ((x − E0)² − E0) / Σ E0²).
     Score: z = (x − E) / sqrt(max(E + φ E², 1)); the floor of 1 flow keeps a cell whose
     expectation is near zero from turning one or two flows into a large score.
     Only cells with flows are kept: a cell without flows cannot rise above its expectation. -#}
@@ -79,26 +82,16 @@ grid as (
 
 ),
 
-expected as (
+left_out as (
 
     select
         grid.hour_of_day,
         grid.day_index,
         grid.user_index,
         coalesce(cells.flows, 0) as flows,
-        case
-            when
-                grid.user_flows - coalesce(day_totals.day_flows, 0) - coalesce(hour_totals.hour_flows, 0)
-                + coalesce(cells.flows, 0) > 0
-                then
-                    (coalesce(day_totals.day_flows, 0) - coalesce(cells.flows, 0))
-                    * (coalesce(hour_totals.hour_flows, 0) - coalesce(cells.flows, 0))
-                    / (
-                        grid.user_flows - coalesce(day_totals.day_flows, 0)
-                        - coalesce(hour_totals.hour_flows, 0) + coalesce(cells.flows, 0)
-                    )
-            else 0
-        end as expected_flows
+        coalesce(day_totals.day_flows, 0) - coalesce(cells.flows, 0) as other_hours_flows,
+        coalesce(hour_totals.hour_flows, 0) - coalesce(cells.flows, 0) as other_days_flows,
+        grid.user_flows - coalesce(day_totals.day_flows, 0) as other_days_all_hours_flows
     from grid
     left join cells
         on
@@ -116,15 +109,54 @@ expected as (
 
 ),
 
+neighbours as (
+
+    select
+        hour_of_day,
+        day_index,
+        user_index,
+        flows,
+        other_hours_flows,
+        other_days_flows,
+        other_days_all_hours_flows - other_days_flows as share_denominator,
+        coalesce(lag(other_days_flows) over day_hours, 0) as earlier_hour_other_days_flows,
+        coalesce(lead(other_days_flows) over day_hours, 0) as later_hour_other_days_flows
+    from left_out
+    window day_hours as (partition by user_index, day_index order by hour_of_day)
+
+),
+
+expected as (
+
+    select
+        hour_of_day,
+        day_index,
+        user_index,
+        flows,
+        case
+            when share_denominator > 0 then other_hours_flows * other_days_flows / share_denominator
+            else 0
+        end as plain_expected_flows,
+        case
+            when share_denominator > 0
+                then other_hours_flows * greatest(
+                    other_days_flows, earlier_hour_other_days_flows, later_hour_other_days_flows
+                ) / share_denominator
+            else 0
+        end as expected_flows
+    from neighbours
+
+),
+
 dispersion as (
 
     select
         user_index,
         case
-            when sum(expected_flows * expected_flows) > 0
+            when sum(plain_expected_flows * plain_expected_flows) > 0
                 then greatest(
-                    sum((flows - expected_flows) * (flows - expected_flows) - expected_flows)
-                    / sum(expected_flows * expected_flows),
+                    sum((flows - plain_expected_flows) * (flows - plain_expected_flows) - plain_expected_flows)
+                    / sum(plain_expected_flows * plain_expected_flows),
                     0
                 )
             else 0
