@@ -91,14 +91,14 @@ $$;
 
 -- Set a planner setting for the rest of the transaction if this server has it
 -- (no-op on servers without it, e.g. Greenplum 6 has no jit); returns the old
--- value so the caller can put it back.
+-- value so the caller can put it back. current_setting(.., true) rather than
+-- pg_settings: that view builds every setting of the server on each read.
 create or replace function madlib_compat._set_if_exists(p_name text, p_value text)
 returns text
 language plpgsql as $$
 declare
-    v_old text;
+    v_old text := pg_catalog.current_setting(p_name, true);
 begin
-    select setting into v_old from pg_catalog.pg_settings where name = p_name;
     if v_old is not null and p_value is not null then
         perform pg_catalog.set_config(p_name, p_value, true);
     end if;
@@ -208,15 +208,16 @@ create or replace function madlib_compat._raise_work_mem(p_kb int)
 returns text
 language plpgsql as $$
 declare
-    v_old text := current_setting('work_mem');
+    v_old text := pg_catalog.current_setting('work_mem');
+    v_m text[] := regexp_match(v_old, '^\s*(\d+)\s*(kB|MB|GB|TB)?\s*$');
     v_kb bigint;
 begin
-    select case unit when 'kB' then setting::bigint when 'MB' then setting::bigint * 1024
-                     when 'GB' then setting::bigint * 1048576 else setting::bigint end
-      into v_kb
-    from pg_catalog.pg_settings where name = 'work_mem';
-    if v_kb is not null and v_kb < p_kb then
-        perform pg_catalog.set_config('work_mem', p_kb || 'kB', true);
+    if v_m is not null then
+        v_kb := v_m[1]::bigint * case v_m[2] when 'MB' then 1024 when 'GB' then 1048576
+                                             when 'TB' then 1073741824 else 1 end;
+        if v_kb < p_kb then
+            perform pg_catalog.set_config('work_mem', p_kb || 'kB', true);
+        end if;
     end if;
     return v_old;
 end
@@ -238,20 +239,27 @@ $$;
 -- Arrays are 1-D with computed offsets: PL/pgSQL reads/writes of expanded 1-D
 -- arrays are O(1), 2-D subscripting is markedly slower.
 -- Returns eigenvalues in descending order and the matching unit eigenvectors
--- column-major (vector i is vectors[(i-1)*n+1 : i*n]). _symeig_top: the same,
--- with only the p_k leading eigenvectors wanted (the others are 0).
--- When p_k is small against n, QL runs without rotating eigenvectors (O(n^2)
--- instead of ~n^3 statements) and each wanted vector comes from inverse
--- iteration on the tridiagonal matrix (EISPACK tinvit: partial pivoting,
--- close eigenvalues perturbed apart and their vectors orthogonalised), then
--- x = Q y. Every such vector is checked (|A x - lambda x| within what QL
--- itself achieves); should one fail, the full decomposition is used instead.
-create or replace function madlib_compat._symeig_top(
-    p_a float8[], p_n int, p_k int, out eigenvalues float8[], out vectors float8[])
-language plpgsql immutable as $$
+-- column-major (vector i is vectors[(i-1)*n+1 : i*n]). _symeig_core: the
+-- same, with only the p_k leading eigenvectors wanted (the others are 0), or,
+-- p_k null and p_prop given, as many as the smallest k whose eigenvalues sum
+-- to p_prop of the trace; p_k and p_prop both null: every vector through QL.
+-- With a wanted count, QL runs without rotating eigenvectors (O(n^2)
+-- statements instead of ~2n^3, the bulk of the full path) and each wanted
+-- vector comes from inverse iteration on the tridiagonal matrix (EISPACK
+-- tinvit: partial pivoting, close eigenvalues perturbed apart and their
+-- vectors orthogonalised). x = Q y for all of them is then one set-based
+-- statement, which also checks every vector (|A x - lambda x| within what QL
+-- itself achieves); should one fail, or a group of close eigenvalues be too
+-- large for cheap orthogonalisation, the full decomposition is used instead.
+create or replace function madlib_compat._symeig_core(
+    p_a float8[], p_n int, p_k int, p_prop float8, out eigenvalues float8[], out vectors float8[])
+language plpgsql immutable parallel safe as $$
 declare
     n int := p_n;
-    v_fast boolean := p_k is not null and p_n >= 8 and p_k * 4 <= p_n;
+    v_fast boolean := (p_k is not null or p_prop is not null) and p_n >= 8;
+    v_k int := p_k;
+    v_tr float8;
+    v_ok boolean;
     dd float8[]; ee float8[];
     u1 float8[]; u2 float8[]; u3 float8[]; ml float8[]; pv boolean[];
     y float8[]; zz float8[]; x float8[];
@@ -487,27 +495,52 @@ begin
     if not v_fast then
         return;
     end if;
+    if v_k is null then
+        -- the caller's rule (pca_sparse_train): smallest k whose cumulative
+        -- proportion of the trace reaches p_prop, same operations in the same order
+        v_tr := 0;
+        for i in 1 .. n loop
+            v_tr := v_tr + p_a[(i - 1) * n + i];
+        end loop;
+        v_k := n;
+        f := 0;
+        for i in 1 .. case when v_tr > 0 then n else 0 end loop
+            f := f + eigenvalues[i] / v_tr;
+            if f >= p_prop then
+                v_k := i;
+                exit;
+            end if;
+        end loop;
+    end if;
+    v_k := least(greatest(v_k, 0), n);
+    if v_k = 0 then
+        return;
+    end if;
 
-    -- ------------------------------------ the p_k leading vectors, one by one
+    -- ------------------------------------ the v_k leading vectors, one by one
     tnorm := 0;
     for i in 1 .. n loop
         tnorm := greatest(tnorm, abs(dd[i]) + case when i > 1 then abs(ee[i]) else 0 end
                                             + case when i < n then abs(ee[i + 1]) else 0 end);
     end loop;
     if not tnorm > 1e-150 then
-        select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_top(p_a, p_n, p_n) t;
+        select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_core(p_a, p_n, null, null) t;
         return;
     end if;
     eps3 := eps * tnorm;
     tol := 1000 * n * eps * greatest(abs(eigenvalues[1]), abs(eigenvalues[n]), 1e-300);
-    zz := array_fill(0::float8, array[n * p_k]);
+    zz := array_fill(0::float8, array[n * v_k]);
     u1 := array_fill(0::float8, array[n]); u2 := u1; u3 := u1; ml := u1;
     pv := array_fill(false, array[n]);
     begin
-    for jj in 1 .. p_k loop
+    for jj in 1 .. v_k loop
         lam := eigenvalues[jj];
         if jj = 1 or lam_prev - lam >= 1e-3 * tnorm then
             gstart := jj;                 -- a new group of close eigenvalues
+        elsif jj - gstart >= 16 then
+            -- orthogonalising within a large cluster costs more than QL with vectors
+            select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_core(p_a, p_n, null, null) t;
+            return;
         elsif lam > lam_prev - eps3 then
             lam := lam_prev - eps3;       -- perturbed apart: another vector comes out
         end if;
@@ -565,7 +598,7 @@ begin
             end loop;
             nrm := sqrt(nrm);
             if not (nrm > 0 and nrm < 'infinity'::float8) then
-                select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_top(p_a, p_n, p_n) t;
+                select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_core(p_a, p_n, null, null) t;
                 return;
             end if;
             for i in 1 .. n loop
@@ -578,41 +611,57 @@ begin
         end loop;
         lam_prev := lam;
 
-        -- x = Q y, then the check |A x - lambda x| <= tol
-        x := array_fill(0::float8, array[n]);
-        for k in 0 .. n - 1 loop
-            ok := k * n;
-            f := 0;
-            for j in 1 .. n loop
-                f := f + v[ok + j] * y[j];
-            end loop;
-            x[k + 1] := f;
-        end loop;
-        for i in 0 .. n - 1 loop
-            ok := i * n;
-            f := -eigenvalues[jj] * x[i + 1];
-            for j in 1 .. n loop
-                f := f + p_a[ok + j] * x[j];
-            end loop;
-            if not abs(f) <= tol then
-                select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_top(p_a, p_n, p_n) t;
-                return;
-            end if;
-        end loop;
-        vectors[o + 1 : o + n] := x;
     end loop;
+
+    -- x = Q y for every vector, and the check |A x - lambda x| <= tol: two
+    -- matrix products as aggregates over n^2 rows, v_k sums per row
+    execute format($q$
+        with zr as materialized (
+            select j, %1$s from generate_series(1, %2$s) j),
+        xq as materialized (
+            select g.r as i, %3$s
+            from generate_series(0, %2$s - 1) g(r) cross join zr
+            group by g.r),
+        ax as (
+            select g.r as i, %4$s
+            from generate_series(0, %2$s - 1) g(r) cross join xq
+            group by g.r)
+        select (select array_agg(u.x order by u.c, xq.i) from xq cross join lateral unnest(array[%5$s]) with ordinality u(x, c)),
+               (select coalesce(bool_and(abs(u.r) <= $4), true)
+                  from ax join xq on xq.i = ax.i
+                  cross join lateral unnest(array[%6$s]) u(r)) $q$,
+        madlib_compat._list(format('$2[(%%1$s - 1) * %s + j] as z%%1$s', n), v_k),
+        n,
+        madlib_compat._list(format('sum($1[g.r * %s + zr.j] * zr.z%%1$s) as x%%1$s', n), v_k),
+        madlib_compat._list(format('sum($3[g.r * %s + xq.i + 1] * xq.x%%1$s) as a%%1$s', n), v_k),
+        madlib_compat._list('xq.x%1$s', v_k),
+        madlib_compat._list('ax.a%1$s - $5[%1$s] * xq.x%1$s', v_k))
+        into x, v_ok
+        using v, zz, p_a, tol, eigenvalues;
+    if not v_ok then
+        select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_core(p_a, p_n, null, null) t;
+        return;
+    end if;
+    vectors[1 : n * v_k] := x;
     exception when numeric_value_out_of_range or division_by_zero then
         -- float overflow/underflow raise in PostgreSQL: fall back to QL
-        select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_top(p_a, p_n, p_n) t;
+        select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_core(p_a, p_n, null, null) t;
     end;
 end
+$$;
+
+-- The p_k leading eigenpairs (all eigenvalues).
+create or replace function madlib_compat._symeig_top(
+    p_a float8[], p_n int, p_k int, out eigenvalues float8[], out vectors float8[])
+language sql immutable parallel safe as $$
+    select e.eigenvalues, e.vectors from madlib_compat._symeig_core($1, $2, $3, null) e
 $$;
 
 -- All eigenvectors.
 create or replace function madlib_compat._symeig(
     p_a float8[], p_n int, out eigenvalues float8[], out vectors float8[])
-language sql immutable as $$
-    select e.eigenvalues, e.vectors from madlib_compat._symeig_top($1, $2, $2) e
+language sql immutable parallel safe as $$
+    select e.eigenvalues, e.vectors from madlib_compat._symeig_core($1, $2, null, null) e
 $$;
 
 {% endraw %}

@@ -303,11 +303,28 @@ begin
         case when v_wide then format('madlib_compat._dense(%s, array_agg(b), array_agg(s))', m)
              else 'null::float8[]' end,
         case v_form
+            -- the upper triangle (then, tall, the sums) in chunks of 256 aggregates,
+            -- one scan of dc each: the planner compares every aggregate with all
+            -- the others of its query level, so 1830 in one level cost more to
+            -- plan than to run. Chunks are padded to one length and stacked as a
+            -- 2-D array.
             when 'outer' then format(
-                'kq as (select __gid, array[%s]::float8[] as ku, array[%s]::float8[] as sa from dc group by __gid)',
-                (select string_agg(format('sum(c%s * c%s)', gi.i, gj.j), ', ' order by gi.i, gj.j)
-                 from generate_series(1, ns) gi(i), generate_series(1, ns) gj(j) where gi.i <= gj.j),
-                madlib_compat._list('sum(c%1$s)', ns))
+                'kq as (select __gid, array_agg(arr order by blk) as ku from (%s) kb group by __gid)',
+                (select string_agg(format('select __gid, %s as blk, array[%s]::float8[] as arr from dc group by __gid',
+                                          c.blk, c.ex), ' union all ' order by c.blk)
+                 from (select e.q / 256 as blk, string_agg(e.ex, ', ' order by e.q) as ex
+                       from (select (gi.i - 1) * ns - (gi.i - 1) * (gi.i - 2) / 2 + gj.j - gi.i as q,
+                                    format('sum(c%s * c%s)', gi.i, gj.j) as ex
+                               from generate_series(1, ns) gi(i), generate_series(1, ns) gj(j) where gi.i <= gj.j
+                             union all
+                             select ns * (ns + 1) / 2 + gi.i - 1, format('sum(c%s)', gi.i)
+                               from generate_series(1, ns) gi(i) where not v_wide
+                             union all
+                             select p.q, 'null::float8'
+                               from generate_series(ns * (ns + 1) / 2 + case when v_wide then 0 else ns end,
+                                                    ((ns * (ns + 1) / 2 + case when v_wide then 0 else ns end + 255) / 256) * 256 - 1) p(q)
+                            ) e
+                       group by 1) c))
             when 'join' then format(
                 'kk as (select x.__gid, x.a, array_replace(array[%s], null, 0::float8) as kr
                           from x join dc c on c.b = x.b%s
@@ -333,10 +350,11 @@ begin
                           from (select __gid, a, sum(v) as s from x group by 1, 2) z group by __gid)', ns)
         end,
         -- K: (row ids, rows) or upper triangle
-        case when v_form = 'outer' then 'null::int[], kq.ku' else 'kf.ka, kf.kf' end,
+        case when v_form = 'outer' then format('null::int[], case when kq.ku is not null then (array(select unnest(kq.ku)))[1:%s] end', ns * (ns + 1) / 2)
+             else 'kf.ka, kf.kf' end,
         -- sums over the small side (tall: the column sums)
         case when v_wide then 'st.cs'
-             when v_form = 'outer' then 'kq.sa'
+             when v_form = 'outer' then format('case when kq.ku is not null then (array(select unnest(kq.ku)))[%s:%s] end', ns * (ns + 1) / 2 + 1, ns * (ns + 1) / 2 + ns)
              else 'madlib_compat._dense(' || ns || ', ks.ka, ks.sa)' end,
         v_groups_sql,
         -- one group: no join on the constant group id, whose derived filters
@@ -445,9 +463,11 @@ begin
             v_tol := greatest(v_tol, v_kr[(i - 1) * ns + i]);
         end loop;
 
-        -- with k given, only the k leading eigenvectors are ever used
+        -- only the leading eigenvectors are ever used: k of them, or as many as
+        -- the proportion asks for (the rule below, which can only stop earlier)
         select e.eigenvalues, e.vectors into v_lam, v_u
-        from madlib_compat._symeig_top(v_g, ns, case when k is not null then least(k, ns) else ns end) e;
+        from madlib_compat._symeig_core(v_g, ns, case when k is not null then least(k, ns) end,
+                                        case when k is null then variance end) e;
 
         -- Zero singular values. MADlib's SVD keeps only singular values > 0 and
         -- warns when k asks for more ("Outputing only nz instead of k"). An
@@ -490,6 +510,17 @@ begin
             v_resid := v_resid + greatest(v_lam[i], 0);
         end loop;
 
+        if v_kg > 0 and k is null then
+            -- the proportion rule above is the one _symeig_core applied; should
+            -- rounding ever make it ask for one vector more, compute them again
+            v_mu := 0;
+            for j in 1 .. ns loop
+                v_mu := v_mu + v_u[(v_kg - 1) * ns + j] * v_u[(v_kg - 1) * ns + j];
+            end loop;
+            if not v_mu > 0.5 then
+                select e.vectors into v_u from madlib_compat._symeig_core(v_g, ns, v_kg, null) e;
+            end if;
+        end if;
         v_w := v_u[1 : ns * v_kg];
         v_shift := array[]::float8[];
         if v_kg > 0 then
