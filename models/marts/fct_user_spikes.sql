@@ -39,10 +39,25 @@ users as (
 
 ),
 
+day_count as (
+
+    select count(*) as days_in_window
+    from days
+
+),
+
+user_count as (
+
+    select count(*) as users_in_window
+    from users
+
+),
+
 tested as (
 
-    select
-        24 * (select count(*) from days) * (select count(*) from users) as tested_cells
+    select 24 * day_count.days_in_window * user_count.users_in_window as tested_cells
+    from day_count
+    cross join user_count
 
 ),
 
