@@ -280,15 +280,11 @@ begin
                    when ns <= v_wide_max then 'join' else 'long' end;
     v_sql := format($q$
         with x as %1$s (%2$s),
-        dv as materialized (
-            select __gid, b, madlib_compat._dense(%3$s, array_agg(a), array_agg(v)) as d, sum(v) as s,
-                   count(*) filter (where a is null or a < 1 or a > %3$s) as bad
-            from x group by __gid, b),
-        dc as materialized (select __gid, b, %5$s from dv),
+        %5$s,
         st as (
             select __gid, coalesce(sum(bad), 0) + count(*) filter (where b is null or b < 1 or b > %4$s) as bad,
-                   count(*) filter (where d is null) as dup, %6$s as cs
-            from dv group by __gid),
+                   count(*) filter (where not ok) as dup, %6$s as cs
+            from dc group by __gid),
         %7$s
         select gg.__gid, %8$s, %9$s,
                coalesce(sum(st.bad) over (), 0), coalesce(sum(st.dup) over (), 0)
@@ -298,8 +294,29 @@ begin
         order by gg.__gid $q$,
         case when v_form = 'outer' then '' else 'materialized' end,
         v_src_sql, ns, nb,
-        case when v_form = 'long' then 'null::float8 as c0'
-             else madlib_compat._list('nullif(d[%1$s], 0) as c%1$s', ns) end,
+        -- dc: per b, column b of the small side as ns nullable columns c1..; ok:
+        -- no position given twice. Small ns: one filtered sum per position (no
+        -- function call per b; a count against the non-null columns finds
+        -- duplicates). Larger: _dense builds the vector (null when a position
+        -- repeats), then the columns.
+        case when v_form = 'outer' then format(
+            'dc as materialized (
+                select __gid, b, %s, sum(v) as s,
+                       count(*) filter (where a is null or a < 1 or a > %s) as bad,
+                       count(*) filter (where a between 1 and %2$s) = %s as ok
+                from x group by __gid, b)',
+            madlib_compat._list('sum(v) filter (where a = %1$s) as c%1$s', ns), ns,
+            (select string_agg(format('num_nonnulls(%s)', l), ' + ')
+               from (select string_agg(format('sum(v) filter (where a = %s)', gp.p), ', ' order by gp.p) as l
+                       from generate_series(1, ns) gp(p) group by (gp.p - 1) / 90) z))
+        else format(
+            'dv as materialized (
+                select __gid, b, madlib_compat._dense(%1$s, array_agg(a), array_agg(v)) as d, sum(v) as s,
+                       count(*) filter (where a is null or a < 1 or a > %1$s) as bad
+                from x group by __gid, b),
+             dc as materialized (select __gid, b, d is not null as ok, s, bad, %2$s from dv)',
+            ns, case when v_form = 'long' then 'null::float8 as c0'
+                     else madlib_compat._list('nullif(d[%1$s], 0) as c%1$s', ns) end) end,
         case when v_wide then format('madlib_compat._dense(%s, array_agg(b), array_agg(s))', m)
              else 'null::float8[]' end,
         case v_form
