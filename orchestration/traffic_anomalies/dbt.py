@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -177,13 +178,65 @@ def preload() -> None:
     import dbt.cli.main  # noqa: F401
 
 
+def warm_up(
+    *,
+    target_path: Path,
+    dbt_vars: Mapping[str, Any] | None = None,
+    project_dir: Path = PROJECT_DIR,
+    profiles_dir: Path | None = None,
+) -> bool:
+    """`dbt parse` in this process, before steps are forked from it; True when it parsed.
+
+    Besides the imports, a dbt process spends ~2 s building the (de)serialisers and JSON
+    schemas of its artifact classes on first use; done once here, every forked step inherits
+    them. The parse also leaves a fresh partial-parse file in `target_path`. A failure is not
+    raised: the steps parse again and report it where it belongs.
+    """
+    preload()
+    from dbt.cli.main import dbtRunner
+
+    target_path = Path(target_path).resolve()
+    target_path.mkdir(parents=True, exist_ok=True)
+    args = build_args(("parse",), target_path=target_path, dbt_vars=dbt_vars,
+                      project_dir=project_dir, profiles_dir=profiles_dir)
+    # dbt's static parser is a Rust library that starts a thread pool on first use, and a
+    # process with native threads must not fork (see use_fork): here the Jinja parser does.
+    args.append("--no-static-parser")
+    with open(target_path / "dbt.out", "w") as out:
+        out.write(f"$ dbt {' '.join(args)}\n")
+        out.flush()
+        saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = out  # dbt's console output goes to the file, as for a step
+        try:
+            result = dbtRunner().invoke([*args, "--quiet"])
+        finally:
+            sys.stdout, sys.stderr = saved
+            from dbt.events.logging import cleanup_event_logger
+
+            cleanup_event_logger()  # no dbt log handler may outlive this file
+    return result.success
+
+
+def subprocess_only() -> bool:
+    """TA_DBT_SUBPROCESS=1 (or a system without fork): every step is a new `dbt` CLI process."""
+    return not hasattr(os, "fork") or os.environ.get("TA_DBT_SUBPROCESS", "") not in ("", "0")
+
+
 def use_fork() -> bool:
-    """Fork the step process when dbt is already imported here (see the module docstring)."""
-    return (
-        hasattr(os, "fork")
-        and "dbt.cli.main" in sys.modules
-        and os.environ.get("TA_DBT_SUBPROCESS", "") in ("", "0")
-    )
+    """Fork the step process when dbt is already imported here (see the module docstring).
+
+    Never from a process that runs threads of a native library (a Rust or C thread pool): the
+    child would have its locks but not its threads, and could wait for them forever.
+    """
+    return not subprocess_only() and "dbt.cli.main" in sys.modules and native_threads() == 0
+
+
+def native_threads() -> int:
+    """Threads of this process that Python did not start (0 where /proc is not available)."""
+    try:
+        return max(0, len(os.listdir("/proc/self/task")) - threading.active_count())
+    except OSError:
+        return 0
 
 
 def _run_forked(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], out: Any) -> int:

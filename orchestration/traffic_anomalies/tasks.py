@@ -39,6 +39,7 @@ from luigi.configuration.cfg_parser import LuigiConfigParser  # noqa: E402
 
 from traffic_anomalies import runstate  # noqa: E402
 from traffic_anomalies.dbt import DbtError, DbtResult, run_dbt  # noqa: E402
+from traffic_anomalies.dbt import warm_up as dbt_warm_up  # noqa: E402
 
 logger = logging.getLogger("traffic_anomalies.nightly")
 
@@ -227,18 +228,39 @@ class DbtTask(NightlyTask):
     # each, 30 times a night). dbt's partial-parse file is shared between steps instead; dbt
     # itself checks it against the project files, vars and profile and reparses when stale.
     def seed_partial_parse(self) -> None:
+        self.seed_partial_parse_into(self.target_path())
+
+    def keep_partial_parse(self) -> None:
+        self.keep_partial_parse_from(self.target_path())
+
+    def seed_partial_parse_into(self, target_path: Path) -> None:
         shared = self.run_root() / PARTIAL_PARSE
-        own = self.target_path() / PARTIAL_PARSE
+        own = target_path / PARTIAL_PARSE
         if shared.exists() and not own.exists():
             own.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shared, own)
 
-    def keep_partial_parse(self) -> None:
-        own = self.target_path() / PARTIAL_PARSE
+    def keep_partial_parse_from(self, target_path: Path) -> None:
+        own = target_path / PARTIAL_PARSE
         if own.exists():
             staged = self.run_root() / f"{PARTIAL_PARSE}.{os.getpid()}"
             shutil.copyfile(own, staged)
             os.replace(staged, self.run_root() / PARTIAL_PARSE)  # atomic for parallel readers
+
+
+def warm_up_dbt(run: "NightlyRun") -> None:
+    """Parse the project once in this process before Luigi forks its workers (see dbt.py).
+
+    The partial-parse file it leaves becomes the run's shared one, so the first steps start
+    from it too.
+    """
+    step = run.clone(StageLake)
+    target = step.run_root() / run.date.isoformat() / "Parse"
+    step.seed_partial_parse_into(target)
+    if dbt_warm_up(target_path=target, dbt_vars=step.vars()):
+        step.keep_partial_parse_from(target)
+    else:
+        logger.warning("dbt parse failed before the run (log %s); the steps will report it", target / "dbt.out")
 
 
 class StageLake(DbtTask):

@@ -186,6 +186,48 @@ def test_forked_dbt_output_is_written_once_and_the_parent_goes_on(tiny_project: 
     assert [n.status for n in result.nodes] == ["success"]
 
 
+FORK_AFTER_WARM_UP = """
+import sys
+from pathlib import Path
+from traffic_anomalies import dbt as dbt_runner
+
+project = Path(sys.argv[1])
+assert dbt_runner.warm_up(target_path=project / "t_warm", dbt_vars={"run_date": "2024-01-04"},
+                          project_dir=project)
+assert dbt_runner.native_threads() == 0 and dbt_runner.use_fork()
+# A changed model makes the forked child parse the project again (static parser included).
+(project / "models" / "good.sql").write_text((project / "models" / "good.sql").read_text() + " -- changed\\n")
+result = dbt_runner.run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-04"},
+                            target_path=project / "t_after", project_dir=project)
+print("statuses", [n.status for n in result.nodes])
+
+# A native thread pool in this process (dbt's Rust static parser starts one): no more forks.
+from dbt.cli.main import dbtRunner
+assert dbtRunner().invoke(["parse", "--project-dir", str(project), "--profiles-dir", str(project),
+                           "--target-path", str(project / "t_static"), "--no-partial-parse",
+                           "--vars", '{"run_date": "2024-01-04"}', "--quiet"]).success
+print("native threads", dbt_runner.native_threads() > 0, "fork", dbt_runner.use_fork())
+result = dbt_runner.run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-04"},
+                            target_path=project / "t_sub", project_dir=project)
+print("statuses", [n.status for n in result.nodes])
+"""
+
+
+def test_forks_only_from_a_process_without_native_threads(tiny_project: Path, schema: str) -> None:
+    # In a process of its own: a fork that inherits a native thread pool's lock hangs forever,
+    # and the timeout turns that into a failure instead of a stuck test run.
+    env = {**os.environ, "TA_DBT_SUBPROCESS": "0"}
+    ran = subprocess.run([sys.executable, "-c", FORK_AFTER_WARM_UP, str(tiny_project)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.splitlines() == [
+        "statuses ['success']",
+        "native threads True fork False",
+        "statuses ['success']",
+    ]
+    assert (tiny_project / "t_warm" / "partial_parse.msgpack").exists()
+
+
 def test_dbt_selection_matching_nothing_is_an_error(tiny_project: Path, schema: str) -> None:
     with pytest.raises(DbtError, match="selected no nodes"):
         run_dbt(["build"], select=["int_pca_hour_99"], target_path=tiny_project / "t_none",
