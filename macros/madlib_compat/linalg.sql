@@ -260,6 +260,10 @@ declare
     v_k int := p_k;
     v_tr float8;
     v_ok boolean;
+    -- few vectors: apply the Householder reflections to them instead of
+    -- accumulating Q (n^2 statements per vector against ~2n^3/3 in all)
+    v_refl boolean := p_k is not null and p_n >= 8 and p_k * 2 <= p_n;
+    dh float8[];
     dd float8[]; ee float8[];
     u1 float8[]; u2 float8[]; u3 float8[]; ml float8[]; pv boolean[];
     y float8[]; zz float8[]; x float8[];
@@ -330,9 +334,8 @@ begin
                 v[oj + i + 1] := f;
                 g := e[j + 1] + v[oj + j + 1] * f;
                 for k in j + 1 .. i - 1 loop
-                    ok := k * n + j + 1;
-                    g := g + v[ok] * d[k + 1];
-                    e[k + 1] := e[k + 1] + v[ok] * f;
+                    g := g + v[k * n + j + 1] * d[k + 1];
+                    e[k + 1] := e[k + 1] + v[k * n + j + 1] * f;
                 end loop;
                 e[j + 1] := g;
             end loop;
@@ -349,8 +352,7 @@ begin
                 f := d[j + 1];
                 g := e[j + 1];
                 for k in j .. i - 1 loop
-                    ok := k * n + j + 1;
-                    v[ok] := v[ok] - (f * e[k + 1] + g * d[k + 1]);
+                    v[k * n + j + 1] := v[k * n + j + 1] - (f * e[k + 1] + g * d[k + 1]);
                 end loop;
                 d[j + 1] := v[(i - 1) * n + j + 1];
                 v[i * n + j + 1] := 0;
@@ -360,37 +362,45 @@ begin
     end loop;
 
     -- accumulate the transformations
-    for i in 0 .. n - 2 loop
-        o := (n - 1) * n;
-        v[o + i + 1] := v[i * n + i + 1];
-        v[i * n + i + 1] := 1;
-        h := d[i + 2];
-        if h <> 0 then
-            for k in 0 .. i loop
-                d[k + 1] := v[k * n + i + 2] / h;
-            end loop;
-            for j in 0 .. i loop
-                g := 0;
-                for k in 0 .. i loop
-                    g := g + v[k * n + i + 2] * v[k * n + j + 1];
-                end loop;
-                for k in 0 .. i loop
-                    ok := k * n + j + 1;
-                    v[ok] := v[ok] - g * d[k + 1];
-                end loop;
-            end loop;
-        end if;
-        for k in 0 .. i loop
-            v[k * n + i + 2] := 0;
+    if v_refl then
+        -- T's diagonal is left on V's diagonal; d holds each reflection's h
+        dh := d;
+        for j in 0 .. n - 1 loop
+            d[j + 1] := v[j * n + j + 1];
         end loop;
-    end loop;
-    o := (n - 1) * n;
-    for j in 0 .. n - 1 loop
-        d[j + 1] := v[o + j + 1];
-        v[o + j + 1] := 0;
-    end loop;
-    v[n * n] := 1;
-    e[1] := 0;
+        e[1] := 0;
+    else
+        for i in 0 .. n - 2 loop
+            o := (n - 1) * n;
+            v[o + i + 1] := v[i * n + i + 1];
+            v[i * n + i + 1] := 1;
+            h := d[i + 2];
+            if h <> 0 then
+                for k in 0 .. i loop
+                    d[k + 1] := v[k * n + i + 2] / h;
+                end loop;
+                for j in 0 .. i loop
+                    g := 0;
+                    for k in 0 .. i loop
+                        g := g + v[k * n + i + 2] * v[k * n + j + 1];
+                    end loop;
+                    for k in 0 .. i loop
+                        v[k * n + j + 1] := v[k * n + j + 1] - g * d[k + 1];
+                    end loop;
+                end loop;
+            end if;
+            for k in 0 .. i loop
+                v[k * n + i + 2] := 0;
+            end loop;
+        end loop;
+        o := (n - 1) * n;
+        for j in 0 .. n - 1 loop
+            d[j + 1] := v[o + j + 1];
+            v[o + j + 1] := 0;
+        end loop;
+        v[n * n] := 1;
+        e[1] := 0;
+    end if;
 
     -- the tridiagonal matrix: diagonal dd[1..n], ee[r] = T(r, r-1) for r >= 2
     dd := d;
@@ -613,31 +623,63 @@ begin
 
     end loop;
 
-    -- x = Q y for every vector, and the check |A x - lambda x| <= tol: two
-    -- matrix products as aggregates over n^2 rows, v_k sums per row
+    if v_refl then
+        -- x = Q y = R_{n-1} ... R_1 y, R_{i+1} = I - u u'/h on coordinates 0..i
+        -- with u = V[0..i][i+1] (column i+1 of the reduced V), as accumulated above
+        x := zz;
+        for jj in 1 .. v_k loop
+            o := (jj - 1) * n;
+            for i in 0 .. n - 2 loop
+                h := dh[i + 2];
+                continue when h = 0;
+                g := 0;
+                for k in 0 .. i loop
+                    g := g + v[k * n + i + 2] * x[o + k + 1];
+                end loop;
+                g := g / h;
+                for k in 0 .. i loop
+                    x[o + k + 1] := x[o + k + 1] - g * v[k * n + i + 2];
+                end loop;
+            end loop;
+        end loop;
+    else
+        -- x = Q y for every vector: a matrix product as v_k aggregates over n^2 rows
+        execute format($q$
+            with zr as materialized (
+                select j, %1$s from generate_series(1, %2$s) j),
+            xq as (
+                select s.r, %3$s
+                from (select g.r, zr.*, $1[g.r * %2$s + zr.j] as q
+                        from generate_series(0, %2$s - 1) g(r) cross join zr offset 0) s
+                group by s.r)
+            select array_agg(u.x order by u.c, xq.r)
+            from xq cross join lateral unnest(array[%4$s]) with ordinality u(x, c) $q$,
+            madlib_compat._list(format('$2[(%%1$s - 1) * %s + j] as z%%1$s', n), v_k),
+            n,
+            madlib_compat._list('sum(s.q * s.z%1$s) as x%1$s', v_k),
+            madlib_compat._list('xq.x%1$s', v_k))
+            into x
+            using v, zz;
+    end if;
+
+    -- the check |A x - lambda x| <= tol for every vector (A x: the same product)
     execute format($q$
-        with zr as materialized (
-            select j, %1$s from generate_series(1, %2$s) j),
-        xq as materialized (
-            select g.r as i, %3$s
-            from generate_series(0, %2$s - 1) g(r) cross join zr
-            group by g.r),
+        with xr as materialized (
+            select j, %1$s from generate_series(0, %2$s - 1) j),
         ax as (
-            select g.r as i, %4$s
-            from generate_series(0, %2$s - 1) g(r) cross join xq
-            group by g.r)
-        select (select array_agg(u.x order by u.c, xq.i) from xq cross join lateral unnest(array[%5$s]) with ordinality u(x, c)),
-               (select coalesce(bool_and(abs(u.r) <= $4), true)
-                  from ax join xq on xq.i = ax.i
-                  cross join lateral unnest(array[%6$s]) u(r)) $q$,
-        madlib_compat._list(format('$2[(%%1$s - 1) * %s + j] as z%%1$s', n), v_k),
+            select s.r, %3$s
+            from (select g.r, xr.*, $1[g.r * %2$s + xr.j + 1] as q
+                    from generate_series(0, %2$s - 1) g(r) cross join xr offset 0) s
+            group by s.r)
+        select coalesce(bool_and(abs(u.d) <= $3), true)
+        from ax join xr on xr.j = ax.r
+        cross join lateral unnest(array[%4$s]) u(d) $q$,
+        madlib_compat._list(format('$2[(%%1$s - 1) * %s + j + 1] as x%%1$s', n), v_k),
         n,
-        madlib_compat._list(format('sum($1[g.r * %s + zr.j] * zr.z%%1$s) as x%%1$s', n), v_k),
-        madlib_compat._list(format('sum($3[g.r * %s + xq.i + 1] * xq.x%%1$s) as a%%1$s', n), v_k),
-        madlib_compat._list('xq.x%1$s', v_k),
-        madlib_compat._list('ax.a%1$s - $5[%1$s] * xq.x%1$s', v_k))
-        into x, v_ok
-        using v, zz, p_a, tol, eigenvalues;
+        madlib_compat._list('sum(s.q * s.x%1$s) as a%1$s', v_k),
+        madlib_compat._list('ax.a%1$s - $4[%1$s] * xr.x%1$s', v_k))
+        into v_ok
+        using p_a, x, tol, eigenvalues;
     if not v_ok then
         select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_core(p_a, p_n, null, null) t;
         return;

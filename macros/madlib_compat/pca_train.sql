@@ -642,7 +642,7 @@ begin
                     group by gs.__gid)
             insert into %3$s
             select t.i,
-                   array(select u.x / sg.sig[t.i] from unnest(yy.yy[1:%2$s][t.i:t.i]) u(x)),
+                   array(select unnest(yy.yy[1:%2$s][t.i:t.i]) / sg.sig[t.i]),
                    sg.sig[t.i] / sqrt(%4$s - 1), sg.sig[t.i] * sg.sig[t.i] / q.total %5$s
             from gi q
             join yy on yy.__gid = q.__gid
