@@ -5,9 +5,13 @@ lake generator's public API (`generate_lake`, `AnomalySpec`), staged and built w
 schema of its own, and the detections of each method are compared with the lake's
 `ground_truth.csv`, as (user, hour of day) pairs:
 
+* ``residual_spike``    fct_user_spikes (ours): cells whose flow count rises above the user's
+                        own days × hours expectation by more than the Bonferroni threshold of
+                        var spike_false_alarms;
 * ``published``         fct_user_outliers, method published (positive loadings > 0.1 on any
                         kept component, as first published);
-* ``absolute_loading``  fct_user_outliers, method absolute_loading (ours);
+* ``absolute_loading``  fct_user_outliers, method absolute_loading (absolute loadings on the
+                        leading components: the published method with its sign bug fixed);
 * ``spe_top_user``      fct_day_anomalies: the top contributor of every anomalous day.
 * ``zscore_gt_5``, ``zscore_gt_10``  a reference, not PCA: the (user, hour) pairs whose count on
                         some day of the window is more than 5 (10) of the user's own standard
@@ -18,8 +22,14 @@ schema of its own, and the detections of each method are compared with the lake'
 Precision = detected pairs that are injected / detected pairs; recall = injected pairs
 detected / injected pairs; both summed over seeds. ``rank1`` is the share of injected pairs
 whose user is ranked first in that hour by the method (fct_user_outliers.rank_in_hour = 1, or
-the anomalous day with the largest spe_ratio of the hour names the user). A scenario without
+the anomalous day with the largest spe_ratio of the hour names the user; for residual_spike
+the user's spike is the hour's largest score). A scenario without
 anomalies ("none") measures the false detections on normal traffic alone.
+
+``--ceiling`` adds the noise ceiling of each scenario (``noise_ceiling``): the best recall at
+precision >= 0.9 that a detector knowing the generator's true expected count of every cell and
+its noise law would reach on the same lakes. No real detector knows that much, so no detector
+can be expected to do better; it tells a weak detector from an impossible target.
 
 The generator is used as it is: nothing here shapes its traffic to suit the detector.
 """
@@ -42,7 +52,7 @@ from typing import Any
 
 from traffic_anomalies import PROJECT_DIR
 
-METHODS: tuple[str, ...] = ("published", "absolute_loading", "spe_top_user", "zscore_gt_5", "zscore_gt_10")
+METHODS: tuple[str, ...] = ("residual_spike", "published", "absolute_loading", "spe_top_user", "zscore_gt_5", "zscore_gt_10")
 
 # (kind, magnitude, incidents per lake): single-hour spikes of 3, 5 and 10 sigma, a port scan,
 # off-hours bursts, a dormant user waking up, and a lake with no anomaly at all.
@@ -164,6 +174,12 @@ def detections(schema: str) -> tuple[dict[str, set[tuple[str, int]]], dict[str, 
         if rank == 1:
             first[method].add((user, hour))
     for user, hour, rank in _rows(
+        f'select user_name, hour_of_day, rank_in_hour from "{schema}".fct_user_spikes'
+    ):
+        detected["residual_spike"].add((user, hour))
+        if rank == 1:
+            first["residual_spike"].add((user, hour))
+    for user, hour, rank in _rows(
         f"""
         select top_user_name, hour_of_day,
                row_number() over (partition by hour_of_day order by spe_ratio desc, day_index)
@@ -237,7 +253,7 @@ def run_one(scenario: Scenario, seed: int, *, users: int, days: int, work_dir: P
             path.chmod(0o755 if path.is_dir() else 0o644)
         _run_dbt(["run-operation", "stage_external_sources"], schema=schema, lake_root=lake_dir, target_path=target_path)
         _run_dbt(
-            ["build", "--select", "+fct_user_outliers", "+fct_day_anomalies", "--exclude", "test_type:data"],
+            ["build", "--select", "+fct_user_outliers", "+fct_day_anomalies", "+fct_user_spikes", "--exclude", "test_type:data"],
             schema=schema, lake_root=lake_dir, target_path=target_path,
         )
         truth = ground_truth_pairs(Path(summary.out_dir))
@@ -260,20 +276,23 @@ def summarise(results: Iterable[RunResult]) -> dict[str, dict[str, dict[str, Any
     return {s: {m: c.figures() for m, c in per.items()} for s, per in totals.items()}
 
 
-def markdown(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
+def markdown(summary: dict[str, dict[str, dict[str, Any]]], ceiling: dict[str, dict[str, Any]] | None = None) -> str:
     def fmt(value: Any) -> str:
         return "–" if value is None else f"{value:.2f}"
 
     header = "| scenario | injected | " + " | ".join(
         f"{m} P | {m} R | {m} rank1 | {m} detected" for m in METHODS
-    ) + " |"
-    lines = [header, "|" + "---|" * (2 + 4 * len(METHODS))]
+    ) + (" | ceiling R at P ≥ 0.9 | ceiling P at R ≥ 0.95 |" if ceiling else " |")
+    lines = [header, "|" + "---|" * (2 + 4 * len(METHODS) + (2 if ceiling else 0))]
     for scenario, per in summary.items():
         injected = next(iter(per.values()))["injected"]
         cells = []
         for method in METHODS:
             figures = per[method]
             cells += [fmt(figures["precision"]), fmt(figures["recall"]), fmt(figures["rank1"]), str(figures["detected"])]
+        if ceiling:
+            best = ceiling.get(scenario, {})
+            cells += [fmt(best.get("best_recall_at_precision_0.9")), fmt(best.get("precision_at_recall_0.95"))]
         lines.append(f"| {scenario} | {injected} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -286,6 +305,7 @@ def evaluate(
     scenarios: Sequence[Scenario],
     out: Path,
     keep: bool = False,
+    ceiling: bool = False,
     log=print,
 ) -> dict[str, Any]:
     work_dir = Path(tempfile.mkdtemp(prefix="traffic_anomalies-eval-"))
@@ -310,6 +330,10 @@ def evaluate(
         if not keep:
             shutil.rmtree(work_dir, ignore_errors=True)
     summary = summarise(results)
+    ceilings = {
+        scenario.name: noise_ceiling(scenario, seeds, users=users, days=days)
+        for scenario in scenarios if ceiling and scenario.kind != "none"
+    }
     report = {
         "users": users,
         "days": days,
@@ -321,12 +345,118 @@ def evaluate(
             for r in results
         ],
         "failed_runs": failures,
-        "markdown": markdown(summary),
+        "ceiling": ceilings,
+        "markdown": markdown(summary, ceilings),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(summary) + "\n")
+    out.with_suffix(".md").write_text(report["markdown"] + "\n")
     return report
+
+
+# --- the noise ceiling -------------------------------------------------------------------------
+
+
+def _nb_log_tail(x, mu, shape):
+    """log P(X >= x) for X negative binomial with mean ``mu`` and gamma shape ``shape`` (arrays)."""
+    import math
+
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    mu = np.asarray(mu, dtype=float)
+    shape = np.asarray(shape, dtype=float)
+    q = mu / (shape + mu)
+    lgamma = np.vectorize(math.lgamma)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_pmf = (lgamma(x + shape) - lgamma(shape) - lgamma(x + 1)
+                   + shape * np.log(shape / (shape + mu)) + x * np.log(np.where(q > 0, q, 1.0)))
+        total, term = np.ones_like(x), np.ones_like(x)
+        for j in range(4000):  # P(X >= x) = pmf(x) * sum_j prod_{i<j} ratio(x + i)
+            term = term * (x + j + shape) / (x + j + 1) * q
+            total += term
+            if term.max(initial=0.0) < 1e-12 * total.min(initial=1.0):
+                break
+        tail = np.minimum(log_pmf + np.log(total), 0.0)
+    tail = np.where(mu <= 0, np.where(x > 0, -np.inf, 0.0), tail)
+    return np.where(x <= 0, 0.0, tail)
+
+
+def noise_ceiling(scenario: Scenario, seeds: Sequence[int], *, users: int, days: int, window: int = 28) -> dict[str, Any]:
+    """What the best possible detector reaches on the generator's traffic (no database).
+
+    It knows what no detector can: each cell's true expected count (the user's volume, weekday,
+    day factor, presence and rhythm shift of that day) and the noise law around it (Poisson
+    with a gamma-distributed rate: a negative binomial with the user's shape). It scores every
+    cell of the window by its tail probability P(X >= x), every (user, hour) by its most
+    extreme day, and reports the best recall at precision >= 0.9 and the precision at recall
+    >= 0.95 over all thresholds, pooled over seeds. The baseline draws are replayed from the
+    generator's own random streams and checked against its counts, so a change of the
+    generator makes this raise instead of reporting a wrong ceiling.
+    """
+    import datetime as dt
+
+    import numpy as np
+
+    from traffic_anomalies import lake
+
+    scores, labels = [], []
+    for seed in seeds:
+        params = lake._Params(
+            users=users, days=days, start=lake._as_date(lake.DEFAULT_START), seed=seed, clean=True,
+            anomalies=tuple(scenario.specs()), malformed_rate=0.0, parts_per_day=lake.DEFAULT_PARTS_PER_DAY,
+            anomaly_days=min(lake.DEFAULT_ANOMALY_DAYS, days), epoch_share=lake.DEFAULT_EPOCH_SHARE,
+            user_style="names",
+        )
+        params.validate()
+        plan = lake._build_plan(params)
+        pop = plan.population
+        mu = np.zeros(plan.counts.shape)
+        replay = np.zeros(plan.counts.shape, dtype=np.int64)
+        for d in range(days):  # the draws of lake._simulate_day, in its order
+            rng = np.random.default_rng([params.seed, lake._STREAM_COUNTS, d])
+            weekday = (params.start + dt.timedelta(days=d)).weekday()
+            day_factor = rng.gamma(pop.day_shape, 1.0 / pop.day_shape)
+            sick = (rng.random(pop.size) < 0.015) & (weekday < 5) & pop.jitter
+            vacation = (pop.absent_days[:, 0] <= d) & (d < pop.absent_days[:, 1])
+            shift = rng.choice([-1, 0, 1], size=pop.size, p=[0.15, 0.7, 0.15]) * pop.jitter
+            hours = (np.arange(24)[None, :] - shift[:, None]) % 24
+            profile = np.take_along_axis(pop.profile, hours, axis=1)
+            hour_noise = rng.gamma(pop.hour_shape[:, None], 1.0 / pop.hour_shape[:, None], (pop.size, 24))
+            volume = pop.level * pop.dow_factor[:, weekday] * day_factor * ~(sick | vacation)
+            mu[:, d, :] = volume[:, None] * profile
+            replay[:, d, :] = rng.poisson(volume[:, None] * profile * hour_noise)
+        counts = plan.counts.astype(float)
+        silenced = replay != plan.counts  # only dormancy may have changed the draws
+        if np.any(plan.counts[silenced] != 0):
+            raise RuntimeError("the lake generator's baseline draws changed: update noise_ceiling")
+        mu[silenced] = 0.0
+        truth = np.zeros((pop.size, 24), dtype=bool)
+        for incident in plan.incidents:
+            for hour, extra in zip(incident.hours, incident.extra):
+                counts[incident.user, incident.day, hour] += extra
+                truth[incident.user, hour] = True
+        first = max(0, days - window)
+        shape = np.broadcast_to(pop.hour_shape[:, None, None], counts[:, first:, :].shape)
+        surprise = -_nb_log_tail(counts[:, first:, :], mu[:, first:, :], shape)
+        scores.append(surprise.max(axis=1).ravel())
+        labels.append(truth.ravel())
+    score, label = np.concatenate(scores), np.concatenate(labels)
+    result: dict[str, Any] = {"injected": int(label.sum()), "seeds": list(seeds), "users": users, "days": days}
+    if not label.any():
+        return result
+    order = np.argsort(-score, kind="stable")
+    hits = np.cumsum(label[order])
+    precision = hits / np.arange(1, len(order) + 1)
+    recall = hits / label.sum()
+    ok = precision >= 0.9
+    at = int(np.argmax(recall >= 0.95))
+    result.update({
+        "best_recall_at_precision_0.9": round(float(recall[ok].max()) if ok.any() else 0.0, 4),
+        "precision_at_recall_0.95": round(float(precision[at]), 4),
+        "false_pairs_at_recall_0.95": int(at + 1 - hits[at]),
+    })
+    return result
 
 
 def parse_scenarios(text: str) -> list[Scenario]:
@@ -360,13 +490,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "target" / "evaluation.json",
                         help="JSON report (a .md table is written beside it)")
     parser.add_argument("--keep", action="store_true", help="keep the lakes and schemas")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also compute the noise ceiling: what a detector knowing the generator's true "
+                        "expected counts and noise law would reach on the same lakes (no database)")
     parser.set_defaults(func=run_evaluate)
     return parser
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     scenarios = args.scenarios or [Scenario(*s) for s in DEFAULT_SCENARIOS]
-    report = evaluate(users=args.users, days=args.days, seeds=args.seeds, scenarios=scenarios, out=args.out, keep=args.keep)
+    report = evaluate(users=args.users, days=args.days, seeds=args.seeds, scenarios=scenarios, out=args.out, keep=args.keep,
+                      ceiling=args.ceiling)
     print(report["markdown"])
     print(f"report: {args.out}")
     return 0
