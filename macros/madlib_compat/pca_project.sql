@@ -58,6 +58,7 @@ declare
     v_row int;
     v_rv float8[];
     v_rowss float8;
+    v_blk int;
 begin
     -- Our temp tables have no statistics, so the planner's row guesses can
     -- cross the JIT thresholds: compiling then costs far more than running.
@@ -217,10 +218,10 @@ begin
                    %6$s $q$,
             v_src_sql, m,
             case when v_k > 0 then format(
-                'p as materialized (select c, $3[c] as mu, %s from generate_series(1, %s) c),
+                'p as materialized (select c, $3[c] as mu, %s from (select $2 as vv offset 0) s, generate_series(1, %s) c),
                  bm as (select array[%s]::float8[] as bm from p),
                  z as (select x.r, array[%s]::float8[] as z from x join p on p.c = x.c group by x.r),',
-                madlib_compat._list('$2[%1$s][c] as p%1$s', v_k), m,
+                madlib_compat._list('s.vv[%1$s][c] as p%1$s', v_k), m,
                 madlib_compat._list('sum(mu * p%1$s)', v_k),
                 madlib_compat._list('sum(x.v * p%1$s)', v_k))
             else '' end,
@@ -271,24 +272,50 @@ begin
 
         if v_resq is not null or v_sumq is not null then
             -- residual = (x - mean) - z V over the dense row_dim x col_dim grid:
-            -- row_dim x col_dim x k multiply-adds with every operand a column
+            -- row_dim x col_dim x k multiply-adds with every operand a column.
+            -- v_blk rows per pass over p (each pass re-reads col_dim rows of k
+            -- columns). The big arrays are referenced once each, through a
+            -- subquery: a parameter spelt k times is copied k times by the planner.
+            v_blk := greatest(1, least(8, 512 / greatest(v_k, 1)));
             v_sql := format($q$
-                with p as materialized (select c, $3[c] as mu%1$s from generate_series(1, %2$s) c),
-                zr as materialized (select r%3$s from generate_series(1, %4$s) r)
-                select zr.r, q.rv, q.rss
-                from zr cross join lateral (
-                    select %5$s as rv, sum(e.val * e.val) as rss
-                    from (select p.c, $4[zr.r][p.c] - p.mu%6$s as val
+                with p as materialized (
+                    select c, $3[c] as mu%1$s
+                    from (select $2 as vv offset 0) s, generate_series(1, %2$s) c),
+                zb as materialized (
+                    select b0%3$s
+                    from (select $5 as zz offset 0) s, generate_series(0, %4$s) b0)
+                select t.r, t.rv, t.ss
+                from zb
+                cross join (select $4 as xx offset 0) sx
+                cross join lateral (
+                    select %5$s
+                    from (select p.c, %6$s
                             from p
                           offset 0) e   -- evaluated once per cell, not once per use
                     ) q
-                order by zr.r $q$,
-                case when v_k > 0 then ', ' || madlib_compat._list('$2[%1$s][c] as p%1$s', v_k) else '' end,
+                cross join lateral (values %7$s) t(r, rv, ss)
+                where t.r <= %8$s
+                order by t.r $q$,
+                case when v_k > 0 then ', ' || madlib_compat._list('s.vv[%1$s][c] as p%1$s', v_k) else '' end,
                 m,
-                case when v_k > 0 then ', ' || madlib_compat._list(format('$5[(r - 1) * %s + %%1$s] as z%%1$s', v_k), v_k) else '' end,
-                n,
-                case when v_resq is not null then 'array_agg(e.val order by e.c)' else 'null::float8[]' end,
-                case when v_k > 0 then ' - (' || madlib_compat._list('zr.z%1$s * p.p%1$s', v_k, ' + ') || ')' else '' end);
+                (select string_agg(format(', b0 * %s + %s as r%2$s', v_blk, t.t)
+                                   || case when v_k > 0 then ', ' || madlib_compat._list(
+                                          format('s.zz[(b0 * %s + %s - 1) * %s + %%1$s] as z%2$s_%%1$s', v_blk, t.t, v_k), v_k)
+                                      else '' end, '' order by t.t)
+                   from generate_series(1, v_blk) t(t)),
+                (n - 1) / v_blk,
+                (select string_agg(case when v_resq is not null then format('array_agg(e.v%s order by e.c) as rv%1$s', t.t)
+                                        else format('null::float8[] as rv%s', t.t) end
+                                   || format(', sum(e.v%s * e.v%1$s) as ss%1$s', t.t), ', ' order by t.t)
+                   from generate_series(1, v_blk) t(t)),
+                (select string_agg(format('sx.xx[zb.r%s][p.c] - p.mu', t.t)
+                                   || case when v_k > 0 then ' - (' || madlib_compat._list(format('zb.z%s_%%1$s * p.p%%1$s', t.t), v_k, ' + ') || ')'
+                                      else '' end
+                                   || format(' as v%s', t.t), ', ' order by t.t)
+                   from generate_series(1, v_blk) t(t)),
+                (select string_agg(format('(zb.r%s, q.rv%1$s, q.ss%1$s)', t.t), ', ' order by t.t)
+                   from generate_series(1, v_blk) t(t)),
+                n);
             v_ins := format('insert into %s select $2, $3%s from (select 1) q%s', v_resq, v_gsel, v_gfrom);
             v_rss := 0;
             for v_row, v_rv, v_rowss in execute v_sql using v_grp, v_vv, v_mu, v_xx, v_z loop
