@@ -621,13 +621,14 @@ begin
         v_sql := format($q$
             with w as materialized (
                 select u.g as __gid, u.a, %1$s
-                from unnest($1::int[], $2::int[]) with ordinality as u(g, a, o)),
+                from (select $3::float8[] as pw offset 0) s,   -- spelt once (the planner copies a parameter per use)
+                     unnest($1::int[], $2::int[]) with ordinality as u(g, a, o)),
             y as materialized (
                 select x.__gid, x.b, array[%2$s] as y
                 from (%3$s) x join w on w.a = x.a%4$s
                 group by x.__gid, x.b),
             gi as (select * from unnest($4::int[], $5::int[], $6::float8[]) with ordinality as gi(__gid, kg, total, o)) $q$,
-            madlib_compat._list(format('$3[(u.o - 1) * %s + %%1$s] as w%%1$s', v_kmax), v_kmax),
+            madlib_compat._list(format('s.pw[(u.o - 1) * %s + %%1$s] as w%%1$s', v_kmax), v_kmax),
             madlib_compat._list('sum(x.v * w.w%1$s)', v_kmax),
             v_src_sql, case when v_grouped then ' and w.__gid = x.__gid' end);
         if v_wide then
