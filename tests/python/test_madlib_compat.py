@@ -514,3 +514,56 @@ def test_rows_sharing_no_column(db, setting):
     if setting:
         db.execute(f"reset madlib_compat.{setting}")
     assert_matches_numpy(fetch_pc(db, "pc"), X, 3)
+
+
+# ------------------------------------------------- paths chosen by the shape
+@pytest.mark.parametrize("shape, components", [((60, 400), 0.99), ((40, 90), 0.999), ((24, 300), 20)])
+def test_most_components_of_a_wide_matrix(db, shape, components):
+    """k close to row_dim: inverse iteration for (nearly) every eigenvector, then one
+    set-based x = Q y; k = 20 of 24 takes the same path with k given."""
+    rng = np.random.default_rng(sum(shape))
+    X = sparse_random(rng, *shape, density=0.4)
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, components)
+    _, s, _ = reference(X)
+    k = components if isinstance(components, int) else expected_k(s, components)
+    assert k > shape[0] // 2
+    assert_matches_numpy(fetch_pc(db, "pc"), X, k)
+
+
+@pytest.mark.parametrize("rows, components", [(70, 0.999), (21, 3), (9, 8)])
+def test_projection_residual_row_blocks(db, rows, components):
+    """The residual is computed several rows per pass (fewer when k is large): row
+    counts that are not a multiple of the block, and k from 3 to ~row_dim."""
+    rng = np.random.default_rng(rows)
+    m = 150
+    X = sparse_random(rng, rows, m, density=0.4)
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, components)
+    db.execute("select madlib_compat.pca_sparse_project('m', 'pc', 'proj', 'row_id', 'col_id', 'val', %s, %s, 'res', 'psum')",
+               (rows, m))
+    V = np.array([r[1] for r in fetch_pc(db, "pc")])
+    Xc = X - X.mean(0)
+    Z = Xc @ V.T
+    R = Xc - Z @ V
+    db.execute("select row_id, row_vec from proj order by row_id")
+    proj = db.fetchall()
+    assert [r[0] for r in proj] == list(range(1, rows + 1))
+    np.testing.assert_allclose(np.array([r[1] for r in proj]), Z, rtol=1e-10, atol=1e-10 * np.abs(Z).max())
+    db.execute("select row_id, row_vec from res order by row_id")
+    res = db.fetchall()
+    assert [r[0] for r in res] == list(range(1, rows + 1))
+    np.testing.assert_allclose(np.array([r[1] for r in res]), R, rtol=1e-9, atol=1e-9 * np.abs(Xc).max())
+    db.execute("select residual_norm from psum")
+    assert abs(db.fetchone()[0] - np.linalg.norm(R)) <= 1e-9 * np.linalg.norm(Xc)
+
+
+def test_duplicate_entries_that_cancel_are_reported(db):
+    """Duplicates are found by counting entries, not from their values."""
+    X = np.arange(1, 21, dtype=float).reshape(4, 5)
+    load_sparse(db, "m", X)
+    db.execute("insert into m values (3, 2, 5), (3, 2, -5)")
+    assert "duplicated" in _error(db, "select madlib_compat.pca_sparse_train('m', 'pc', 'row_id', 'col_id', 'val', 4, 5, 2)")
+    db.execute("delete from m where col_id = 2 and row_id = 3")
+    db.execute("insert into m values (3, 2, 0), (3, 2, 0)")          # explicit zeros, twice
+    assert "duplicated" in _error(db, "select madlib_compat.pca_sparse_train('m', 'pc', 'row_id', 'col_id', 'val', 4, 5, 2)")
