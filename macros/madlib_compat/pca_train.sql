@@ -42,7 +42,8 @@ $$;
 --      v * d_b, where d_b is column b of the small side as ns separate
 --      nullable columns: zeros are NULL, so the strict sum/product skip them
 --      and the work is ~ nnz * ns * density rather than nnz * ns.
---   2. Per group, the ns x ns eigenproblem in PL/pgSQL (_symeig).
+--   2. Per group, the ns x ns eigenproblem in PL/pgSQL (_symeig_core), only
+--      the eigenvectors that will be used.
 --   3. One statement for the large side: Y = X' W (wide: the components) or
 --      Z = X V (tall: the singular values), W passed as parameters.
 -- No temporary table (catalog churn, no statistics) except the group list
@@ -624,34 +625,42 @@ begin
                 from (select $3::float8[] as pw offset 0) s,   -- spelt once (the planner copies a parameter per use)
                      unnest($1::int[], $2::int[]) with ordinality as u(g, a, o)),
             y as materialized (
-                select x.__gid, x.b, array[%2$s] as y
+                select x.__gid, x.b, %2$s
                 from (%3$s) x join w on w.a = x.a%4$s
                 group by x.__gid, x.b),
             gi as (select * from unnest($4::int[], $5::int[], $6::float8[]) with ordinality as gi(__gid, kg, total, o)) $q$,
             madlib_compat._list(format('s.pw[(u.o - 1) * %s + %%1$s] as w%%1$s', v_kmax), v_kmax),
-            madlib_compat._list('sum(x.v * w.w%1$s)', v_kmax),
+            -- wide: k columns (read as plain columns below); tall: one array
+            case when v_wide then madlib_compat._list('sum(x.v * w.w%1$s) as y%1$s', v_kmax)
+                 else format('array[%s] as y', madlib_compat._list('sum(x.v * w.w%1$s)', v_kmax)) end,
             v_src_sql, case when v_grouped then ' and w.__gid = x.__gid' end);
         if v_wide then
-            -- one sort per group builds the col_dim x k matrix; component i is
-            -- then its i-th column
+            -- one sort per group builds the col_dim x k matrix of unit-length
+            -- components (each row of Y over the column norms); component i is
+            -- then its i-th column (padding columns of groups with fewer
+            -- components have norm 0: null)
             v_sql := v_sql || format($q$,
-                sg as (select __gid, array[%1$s] as sig from y group by __gid),
+                sg as (select __gid, %1$s from y group by __gid),
                 yy as (
-                    select gs.__gid, array_agg(coalesce(y.y, $7) order by gs.b) as yy
-                    from (select gi.__gid, b from gi cross join generate_series(1, %2$s) b where gi.kg > 0) gs
+                    select gs.__gid,
+                           array_agg(case when y.b is null then $7 else array[%2$s] end order by gs.b) as yy
+                    from (select gi.__gid, b from gi cross join generate_series(1, %3$s) b where gi.kg > 0) gs
+                    join sg on sg.__gid = gs.__gid
                     left join y on y.__gid = gs.__gid and y.b = gs.b
                     group by gs.__gid)
-            insert into %3$s
-            select t.i,
-                   array(select unnest(yy.yy[1:%2$s][t.i:t.i]) / sg.sig[t.i]),
-                   sg.sig[t.i] / sqrt(%4$s - 1), sg.sig[t.i] * sg.sig[t.i] / q.total %5$s
+            insert into %4$s
+            select t.i, array(select unnest(yy.yy[1:%3$s][t.i:t.i])),
+                   t.sig / sqrt(%5$s - 1), t.sig * t.sig / q.total %6$s
             from gi q
             join yy on yy.__gid = q.__gid
             join sg on sg.__gid = q.__gid
-            cross join lateral generate_series(1, q.kg) t(i) %6$s
+            cross join lateral (values %7$s) t(i, sig) %8$s
+            where t.i <= q.kg
             order by q.o, t.i $q$,
-                madlib_compat._list('sqrt(sum(y[%1$s] * y[%1$s]))', v_kmax),
-                m, v_pcq, n::float8, v_gsel, v_gfrom);
+                madlib_compat._list('sqrt(sum(y%1$s * y%1$s)) as s%1$s', v_kmax),
+                madlib_compat._list('y.y%1$s / nullif(sg.s%1$s, 0)', v_kmax),
+                m, v_pcq, n::float8, v_gsel,
+                madlib_compat._list('(%1$s, sg.s%1$s)', v_kmax), v_gfrom);
         else
             -- rows without any non-zero contribute (0 - shift)^2
             v_sql := v_sql || format($q$,
