@@ -642,12 +642,12 @@ begin
             v_sql := v_sql || format($q$,
                 sg as (select __gid, %1$s from y group by __gid),
                 yy as (
-                    select gs.__gid,
+                    select %9$s,
                            array_agg(case when y.b is null then $7 else array[%2$s] end order by gs.b) as yy
                     from (select gi.__gid, b from gi cross join generate_series(1, %3$s) b where gi.kg > 0) gs
                     join sg on sg.__gid = gs.__gid
                     left join y on y.__gid = gs.__gid and y.b = gs.b
-                    group by gs.__gid)
+                    %10$s)
             insert into %4$s
             select t.i, array(select unnest(yy.yy[1:%3$s][t.i:t.i])),
                    t.sig / sqrt(%5$s - 1), t.sig * t.sig / q.total %6$s
@@ -660,7 +660,10 @@ begin
                 madlib_compat._list('sqrt(sum(y%1$s * y%1$s)) as s%1$s', v_kmax),
                 madlib_compat._list('y.y%1$s / nullif(sg.s%1$s, 0)', v_kmax),
                 m, v_pcq, n::float8, v_gsel,
-                madlib_compat._list('(%1$s, sg.s%1$s)', v_kmax), v_gfrom);
+                madlib_compat._list('(%1$s, sg.s%1$s)', v_kmax), v_gfrom,
+                -- one group: a plain aggregate (grouping would sort the rows first)
+                case when v_grouped then 'gs.__gid' else '1 as __gid' end,
+                case when v_grouped then 'group by gs.__gid' else 'having count(*) > 0' end);
         else
             -- rows without any non-zero contribute (0 - shift)^2
             v_sql := v_sql || format($q$,
