@@ -406,133 +406,160 @@ begin
     dd := d;
     ee := e;
 
-    -- QL rotates pairs of eigenvector columns: store V transposed so that a
-    -- column is a contiguous run (vt[(c-1)*n + k], 1-based c, k)
-    vt := array_fill(0::float8, array[n * n]);
-    for k in 0 .. case when v_fast then -1 else n - 1 end loop
-        o := k * n;
-        for j in 0 .. n - 1 loop
-            vt[j * n + k + 1] := v[o + j + 1];
-        end loop;
-    end loop;
-
-    -- implicit QL iterations on the tridiagonal matrix
-    for i in 2 .. n loop
-        e[i - 1] := e[i];
-    end loop;
-    e[n] := 0;
-    f := 0;
-    tst1 := 0;
-    for l in 1 .. n loop
-        tst1 := greatest(tst1, abs(d[l]) + abs(e[l]));
-        m := l;
-        while m <= n loop
-            exit when abs(e[m]) <= eps * tst1;
-            m := m + 1;
-        end loop;
-        if m > n then
-            m := n;
-        end if;
-        if m > l then
-            iter := 0;
-            loop
-                iter := iter + 1;
-                if iter > 60 then
-                    raise exception 'PCA error: eigen-decomposition did not converge';
-                end if;
-                g := d[l];
-                p := (d[l + 1] - g) / (2 * e[l]);
-                r := sqrt(p * p + 1);
-                if p < 0 then
-                    r := -r;
-                end if;
-                d[l] := e[l] / (p + r);
-                d[l + 1] := e[l] * (p + r);
-                dl1 := d[l + 1];
-                h := g - d[l];
-                for i in l + 2 .. n loop
-                    d[i] := d[i] - h;
-                end loop;
-                f := f + h;
-                p := d[m];
-                c := 1; c2 := 1; c3 := 1;
-                el1 := e[l + 1];
-                s := 0; s2 := 0;
-                for i in reverse m - 1 .. l loop
-                    c3 := c2;
-                    c2 := c;
-                    s2 := s;
-                    g := c * e[i];
-                    h := c * p;
-                    r := sqrt(p * p + e[i] * e[i]);
-                    e[i + 1] := s * r;
-                    s := e[i] / r;
-                    c := p / r;
-                    p := c * d[i] - s * g;
-                    d[i + 1] := h + s * (c * g + s * d[i]);
-                    -- rotate eigenvector columns i and i+1
-                    continue when v_fast;
-                    o := (i - 1) * n;
-                    oj := i * n;
-                    for k in 1 .. n loop
-                        h := vt[oj + k];
-                        vt[oj + k] := s * vt[o + k] + c * h;
-                        vt[o + k] := c * vt[o + k] - s * h;
-                    end loop;
-                end loop;
-                p := -s * s2 * c3 * el1 * e[l] / dl1;
-                e[l] := s * p;
-                d[l] := c * p;
-                exit when abs(e[l]) <= eps * tst1;
+    -- QL runs once without vectors; should the wanted eigenvalues hold a group
+    -- too large for inverse iteration, it runs again, rotating vectors
+    <<ql>>
+    loop
+        -- QL rotates pairs of eigenvector columns: store V transposed so that a
+        -- column is a contiguous run (vt[(c-1)*n + k], 1-based c, k)
+        vt := array_fill(0::float8, array[n * n]);
+        for k in 0 .. case when v_fast then -1 else n - 1 end loop
+            o := k * n;
+            for j in 0 .. n - 1 loop
+                vt[j * n + k + 1] := v[o + j + 1];
             end loop;
-        end if;
-        d[l] := d[l] + f;
-        e[l] := 0;
-    end loop;
-
-    -- descending order, eigenvectors as contiguous columns
-    select array_agg(t.i order by t.x desc, t.i) into ord
-    from unnest(d) with ordinality as t(x, i);
-    eigenvalues := array_fill(0::float8, array[n]);
-    vectors := array_fill(0::float8, array[n * n]);
-    for j in 1 .. n loop
-        l := ord[j];
-        eigenvalues[j] := d[l];
-        if not v_fast then
-            vectors[(j - 1) * n + 1 : j * n] := vt[(l - 1) * n + 1 : l * n];
-        end if;
-    end loop;
-    if not v_fast then
-        return;
-    end if;
-    if v_k is null then
-        -- the caller's rule (pca_sparse_train): smallest k whose cumulative
-        -- proportion of the trace reaches p_prop, same operations in the same order
-        v_tr := 0;
-        for i in 1 .. n loop
-            v_tr := v_tr + p_a[(i - 1) * n + i];
         end loop;
-        v_k := n;
+
+        -- implicit QL iterations on the tridiagonal matrix
+        for i in 2 .. n loop
+            e[i - 1] := e[i];
+        end loop;
+        e[n] := 0;
         f := 0;
-        for i in 1 .. case when v_tr > 0 then n else 0 end loop
-            f := f + eigenvalues[i] / v_tr;
-            if f >= p_prop then
-                v_k := i;
-                exit;
+        tst1 := 0;
+        for l in 1 .. n loop
+            tst1 := greatest(tst1, abs(d[l]) + abs(e[l]));
+            m := l;
+            while m <= n loop
+                exit when abs(e[m]) <= eps * tst1;
+                m := m + 1;
+            end loop;
+            if m > n then
+                m := n;
+            end if;
+            if m > l then
+                iter := 0;
+                loop
+                    iter := iter + 1;
+                    if iter > 60 then
+                        raise exception 'PCA error: eigen-decomposition did not converge';
+                    end if;
+                    g := d[l];
+                    p := (d[l + 1] - g) / (2 * e[l]);
+                    r := sqrt(p * p + 1);
+                    if p < 0 then
+                        r := -r;
+                    end if;
+                    d[l] := e[l] / (p + r);
+                    d[l + 1] := e[l] * (p + r);
+                    dl1 := d[l + 1];
+                    h := g - d[l];
+                    for i in l + 2 .. n loop
+                        d[i] := d[i] - h;
+                    end loop;
+                    f := f + h;
+                    p := d[m];
+                    c := 1; c2 := 1; c3 := 1;
+                    el1 := e[l + 1];
+                    s := 0; s2 := 0;
+                    for i in reverse m - 1 .. l loop
+                        c3 := c2;
+                        c2 := c;
+                        s2 := s;
+                        g := c * e[i];
+                        h := c * p;
+                        r := sqrt(p * p + e[i] * e[i]);
+                        e[i + 1] := s * r;
+                        s := e[i] / r;
+                        c := p / r;
+                        p := c * d[i] - s * g;
+                        d[i + 1] := h + s * (c * g + s * d[i]);
+                        -- rotate eigenvector columns i and i+1
+                        continue when v_fast;
+                        o := (i - 1) * n;
+                        oj := i * n;
+                        for k in 1 .. n loop
+                            h := vt[oj + k];
+                            vt[oj + k] := s * vt[o + k] + c * h;
+                            vt[o + k] := c * vt[o + k] - s * h;
+                        end loop;
+                    end loop;
+                    p := -s * s2 * c3 * el1 * e[l] / dl1;
+                    e[l] := s * p;
+                    d[l] := c * p;
+                    exit when abs(e[l]) <= eps * tst1;
+                end loop;
+            end if;
+            d[l] := d[l] + f;
+            e[l] := 0;
+        end loop;
+
+        -- descending order, eigenvectors as contiguous columns
+        select array_agg(t.i order by t.x desc, t.i) into ord
+        from unnest(d) with ordinality as t(x, i);
+        eigenvalues := array_fill(0::float8, array[n]);
+        vectors := array_fill(0::float8, array[n * n]);
+        for j in 1 .. n loop
+            l := ord[j];
+            eigenvalues[j] := d[l];
+            if not v_fast then
+                vectors[(j - 1) * n + 1 : j * n] := vt[(l - 1) * n + 1 : l * n];
             end if;
         end loop;
-    end if;
-    v_k := least(greatest(v_k, 0), n);
-    if v_k = 0 then
-        return;
-    end if;
+        if not v_fast then
+            return;
+        end if;
+        if v_k is null then
+            -- the caller's rule (pca_sparse_train): smallest k whose cumulative
+            -- proportion of the trace reaches p_prop, same operations in the same order
+            v_tr := 0;
+            for i in 1 .. n loop
+                v_tr := v_tr + p_a[(i - 1) * n + i];
+            end loop;
+            v_k := n;
+            f := 0;
+            for i in 1 .. case when v_tr > 0 then n else 0 end loop
+                f := f + eigenvalues[i] / v_tr;
+                if f >= p_prop then
+                    v_k := i;
+                    exit;
+                end if;
+            end loop;
+        end if;
+        v_k := least(greatest(v_k, 0), n);
+        if v_k = 0 then
+            return;
+        end if;
+
+        -- groups of wanted eigenvalues closer than 1e-3 |T| (inverse iteration
+        -- orthogonalises within a group): one of 16 or more costs more than QL
+        -- with vectors, which then runs on the same tridiagonal matrix
+        tnorm := 0;
+        for i in 1 .. n loop
+            tnorm := greatest(tnorm, abs(dd[i]) + case when i > 1 then abs(ee[i]) else 0 end
+                                                + case when i < n then abs(ee[i + 1]) else 0 end);
+        end loop;
+        gstart := 1;
+        for jj in 2 .. v_k loop
+            if eigenvalues[jj - 1] - eigenvalues[jj] >= 1e-3 * tnorm then
+                gstart := jj;
+            elsif jj - gstart >= 16 then
+                if v_refl then
+                    -- Q was not accumulated
+                    select t.eigenvalues, t.vectors into eigenvalues, vectors
+                    from madlib_compat._symeig_core(p_a, p_n, null, null) t;
+                    return;
+                end if;
+                v_fast := false;
+                d := dd;
+                e := ee;
+                continue ql;
+            end if;
+        end loop;
+        exit;
+    end loop;
 
     -- ------------------------------------ the v_k leading vectors, one by one
-    tnorm := 0;
-    for i in 1 .. n loop
-        tnorm := greatest(tnorm, abs(dd[i]) + case when i > 1 then abs(ee[i]) else 0 end
-                                            + case when i < n then abs(ee[i + 1]) else 0 end);
-    end loop;
     if not tnorm > 1e-150 then
         select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_core(p_a, p_n, null, null) t;
         return;

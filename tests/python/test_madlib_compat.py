@@ -567,3 +567,29 @@ def test_duplicate_entries_that_cancel_are_reported(db):
     db.execute("delete from m where col_id = 2 and row_id = 3")
     db.execute("insert into m values (3, 2, 0), (3, 2, 0)")          # explicit zeros, twice
     assert "duplicated" in _error(db, "select madlib_compat.pca_sparse_train('m', 'pc', 'row_id', 'col_id', 'val', 4, 5, 2)")
+
+
+@pytest.mark.parametrize("k, prop", [(None, 0.9999), (30, None), (20, None)])
+def test_clustered_eigenvalues_fall_back_to_ql_with_vectors(db, k, prop):
+    """One dominant eigenvalue and a tight cluster: too large a group for inverse
+    iteration, so QL with vectors (run again in place, or from scratch when Q was
+    not accumulated) gives the wanted eigenpairs."""
+    rng = np.random.default_rng(5)
+    n = 40
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    w = np.r_[1000.0, np.linspace(1.02, 1.0, n - 1)]
+    A = (q * w) @ q.T
+    A = (A + A.T) / 2
+    db.execute("select eigenvalues, vectors from madlib_compat._symeig_core(%s::float8[], %s, %s, %s)",
+               (A.ravel().tolist(), n, k, prop))
+    lam, vec = db.fetchone()
+    ref_w = np.linalg.eigvalsh(A)[::-1]
+    assert np.max(np.abs(np.array(lam) - ref_w)) <= 1e3 * n * EPS * ref_w[0]
+    kk = k if k is not None else n          # the proportion needs (nearly) all of them here
+    V = np.array(vec).reshape(n, n)[:kk]
+    if prop is not None:
+        kk = int(np.sum(np.any(V != 0, axis=1)))
+        V = V[:kk]
+        assert kk >= int(np.searchsorted(np.cumsum(ref_w) / ref_w.sum(), prop)) + 1
+    np.testing.assert_allclose(V @ V.T, np.eye(kk), atol=1e-10)
+    np.testing.assert_allclose(V @ A, np.array(lam)[:kk, None] * V, atol=1e-10 * ref_w[0])
