@@ -26,13 +26,16 @@ flows as (
 ),
 
 {% if is_incremental() %}
-changed_days as (
+    changed_days as (
 
-    select distinct activity_date
-    from flows
-    where loaded_at > (select coalesce(max(last_loaded_at), '-infinity'::timestamptz) from {{ this }})
+        select distinct flows.activity_date
+        from flows
+        where flows.loaded_at > (
+            select coalesce(max(previous.last_loaded_at), '-infinity'::timestamptz)
+            from {{ this }} as previous
+        )
 
-),
+    ),
 {% endif %}
 
 flows_to_count as (
@@ -45,7 +48,7 @@ flows_to_count as (
         flows.loaded_at
     from flows
     {% if is_incremental() %}
-    inner join changed_days on flows.activity_date = changed_days.activity_date
+        inner join changed_days on flows.activity_date = changed_days.activity_date
     {% endif %}
 
 ),
