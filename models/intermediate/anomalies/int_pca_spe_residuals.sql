@@ -1,21 +1,50 @@
 {{ config(materialized='table') }}
 
-{#- Each day's residual outside the SPE's normal subspace, one row per (hour, day, user).
-    The residual tables hold the day minus its projection on every component the PCA kept
-    (var pca_components, 0.99 of the variance by default); the SPE's normal subspace is only
-    the leading components selected by var `spe_components`, so the part of the day along the
-    kept components after those is added back: residual + Σ score × loading over them. -#}
+{#- Each day's residual outside the SPE's normal subspace, one row per (hour, day, user): the
+    day's centred flow counts minus their part along the leading components selected by var
+    `spe_components`, x - mean - Σ score × loading over those components. Computed from the
+    counts and the normal subspace, not from the residual table plus the components between:
+    the normal subspace is the small one (1 component by default against the ~27 others a
+    0.99 PCA keeps), and the work grows with days × users × its size. The residual table only
+    lends the (hour, day, user) grid, which is dense. -#}
 
 with
 
-residuals as (
+grid as (
 
     select
         hour_of_day,
         day_index,
-        user_index,
-        residual
+        user_index
     from {{ ref('int_pca_residual_cells') }}
+
+),
+
+counts as (
+
+    select
+        hour_of_day,
+        row_id as day_index,
+        col_id as user_index,
+        value
+    from {{ ref('int_pca_input') }}
+
+),
+
+mean_rows as (
+
+    {{ union_pca_hour_tables('_mean', ["column_mean"]) }}
+
+),
+
+means as (
+
+    select
+        mean_rows.hour_of_day,
+        entries.user_index::int as user_index,
+        entries.column_mean
+    from mean_rows
+    cross join unnest(mean_rows.column_mean) with ordinality as entries (column_mean, user_index)
 
 ),
 
@@ -43,48 +72,56 @@ loadings as (
 
 ),
 
-returned_loadings as (
+normal_loadings as (
 
-    -- kept by the PCA, outside the SPE's normal subspace
     select
         hour_of_day,
         component_rank,
         user_index,
         loading
     from loadings
-    where not ({{ spe_component_selection() }})
+    where {{ spe_component_selection() }}
 
 ),
 
-returned_parts as (
+normal_parts as (
 
     select
         scores.hour_of_day,
         scores.day_index,
-        returned_loadings.user_index,
-        sum(scores.score * returned_loadings.loading) as returned_part
+        normal_loadings.user_index,
+        sum(scores.score * normal_loadings.loading) as normal_part
     from scores
-    inner join returned_loadings
+    inner join normal_loadings
         on
-            scores.hour_of_day = returned_loadings.hour_of_day
-            and scores.component_rank = returned_loadings.component_rank
-    group by scores.hour_of_day, scores.day_index, returned_loadings.user_index
+            scores.hour_of_day = normal_loadings.hour_of_day
+            and scores.component_rank = normal_loadings.component_rank
+    group by scores.hour_of_day, scores.day_index, normal_loadings.user_index
 
 ),
 
 spe_residuals as (
 
     select
-        residuals.hour_of_day,
-        residuals.day_index,
-        residuals.user_index,
-        residuals.residual + coalesce(returned_parts.returned_part, 0) as residual
-    from residuals
-    left join returned_parts
+        grid.hour_of_day,
+        grid.day_index,
+        grid.user_index,
+        coalesce(counts.value, 0) - means.column_mean - coalesce(normal_parts.normal_part, 0) as residual
+    from grid
+    inner join means
         on
-            residuals.hour_of_day = returned_parts.hour_of_day
-            and residuals.day_index = returned_parts.day_index
-            and residuals.user_index = returned_parts.user_index
+            grid.hour_of_day = means.hour_of_day
+            and grid.user_index = means.user_index
+    left join counts
+        on
+            grid.hour_of_day = counts.hour_of_day
+            and grid.day_index = counts.day_index
+            and grid.user_index = counts.user_index
+    left join normal_parts
+        on
+            grid.hour_of_day = normal_parts.hour_of_day
+            and grid.day_index = normal_parts.day_index
+            and grid.user_index = normal_parts.user_index
 
 )
 
