@@ -642,11 +642,12 @@ begin
             v_sql := v_sql || format($q$,
                 sg as (select __gid, %1$s from y group by __gid),
                 yy as (
-                    select %9$s,
-                           array_agg(case when y.b is null then $7 else array[%2$s] end order by gs.b) as yy
-                    from (select gi.__gid, b from gi cross join generate_series(1, %3$s) b where gi.kg > 0) gs
-                    join sg on sg.__gid = gs.__gid
-                    left join y on y.__gid = gs.__gid and y.b = gs.b
+                    select %9$s, array_agg(z.yr order by z.b) as yy
+                    from (select gs.__gid, gs.b, case when y.b is null then $7 else array[%2$s] end as yr
+                            from (select gi.__gid, b from gi cross join generate_series(1, %3$s) b where gi.kg > 0) gs
+                            join sg on sg.__gid = gs.__gid
+                            left join y on y.__gid = gs.__gid and y.b = gs.b
+                          offset 0) z   -- rows of k values, not of y's and sg's 2k columns, go to the sorts
                     %10$s)
             insert into %4$s
             select t.i, array(select unnest(yy.yy[1:%3$s][t.i:t.i])),
@@ -662,8 +663,8 @@ begin
                 m, v_pcq, n::float8, v_gsel,
                 madlib_compat._list('(%1$s, sg.s%1$s)', v_kmax), v_gfrom,
                 -- one group: a plain aggregate (grouping would sort the rows first)
-                case when v_grouped then 'gs.__gid' else '1 as __gid' end,
-                case when v_grouped then 'group by gs.__gid' else 'having count(*) > 0' end);
+                case when v_grouped then 'z.__gid' else '1 as __gid' end,
+                case when v_grouped then 'group by z.__gid' else 'having count(*) > 0' end);
         else
             -- rows without any non-zero contribute (0 - shift)^2
             v_sql := v_sql || format($q$,
