@@ -40,8 +40,9 @@
 
 
 {#- The SPE's normal subspace: var `spe_components`, an integer k or a proportion of the hour's
-    variance as for component_selection; 1 (or more components than the PCA kept) = every
-    kept component, i.e. the residual tables as pca_sparse_project wrote them. -#}
+    variance as for component_selection. The default, the integer 1, is the leading component
+    alone; the proportion 1.0 (or an integer at least the number of components the PCA kept)
+    is every kept component, i.e. the residual tables as pca_sparse_project wrote them. -#}
 {% macro spe_component_selection() %}
     {{ return(component_selection('spe_components', 1)) }}
 {% endmacro %}
