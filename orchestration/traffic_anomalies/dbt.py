@@ -222,13 +222,18 @@ def subprocess_only() -> bool:
     return not hasattr(os, "fork") or os.environ.get("TA_DBT_SUBPROCESS", "") not in ("", "0")
 
 
-def use_fork() -> bool:
-    """Fork the step process when dbt is already imported here (see the module docstring).
+def can_fork() -> bool:
+    """Whether steps may be forked from this process at all (dbt imported or not).
 
     Never from a process that runs threads of a native library (a Rust or C thread pool): the
     child would have its locks but not its threads, and could wait for them forever.
     """
-    return not subprocess_only() and "dbt.cli.main" in sys.modules and native_threads() == 0
+    return not subprocess_only() and native_threads() == 0
+
+
+def use_fork() -> bool:
+    """Fork the step process when dbt is already imported here (see the module docstring)."""
+    return "dbt.cli.main" in sys.modules and can_fork()
 
 
 def native_threads() -> int:

@@ -249,8 +249,7 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
         with runstate.connection() as conn:
             runstate.ensure_meta(conn)
         print(f"{label}: schema {schema}, {scheduler_text}, {args.workers} workers", file=sys.stderr)
-        # (no warm-up where steps could not be forked anyway)
-        warmed_up = dbt_runner.subprocess_only() or dbt_runner.native_threads() > 0
+        warmed_up = not dbt_runner.can_fork()  # no warm-up where steps could not be forked anyway
         for date in dates:
             task = tasks.NightlyRun(date=date, lake_root=lake_root, dbt_vars=args.vars)
             if not warmed_up and not task.complete():
