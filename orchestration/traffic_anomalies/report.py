@@ -8,7 +8,9 @@ external asset), so the file can be mailed, archived or opened offline. It shows
 * for each flagged user, a day × hour heatmap of their flows over the PCA window
   (int_hourly_counts) with the anomalous cells and the hours they are an outlier in marked,
 * for every hour, the scree plot of the kept components (fct_pca_components) and each day's
-  SPE against the hour's threshold (fct_day_anomalies).
+  SPE against the hour's threshold (fct_day_anomalies),
+* the strongest residual spikes: single (day, hour) cells far above the user's own pattern
+  (fct_user_spikes), also marked on the heatmaps.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from traffic_anomalies import PROJECT_DIR
 DEFAULT_SCHEMA = "traffic"
 TOP_USERS_PER_HOUR = 5
 MAX_FLAGGED_USERS = 12
+MAX_SPIKES = 30
 
 # A colour-blind-safe palette (Okabe–Ito) and a sequential blue ramp for counts.
 ANOMALY = "#d55e00"
@@ -37,6 +40,7 @@ OUTLIER = "#e69f00"
 NORMAL = "#0072b2"
 CUMULATIVE = "#009e73"
 THRESHOLD = "#cc79a7"
+SPIKE = "#000000"
 GRID = "#d9d9d9"
 TEXT = "#222222"
 RAMP = ("#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b")
@@ -62,6 +66,10 @@ class ReportData:
     # flagged user -> {(activity_date, hour): flow_count}
     activity: dict[str, dict[tuple[dt.date, int], int]] = field(default_factory=dict)
     flagged_users: list[str] = field(default_factory=list)
+    # strongest first: (hour, activity_date, user_name, flows, expected_flows, spike_score);
+    # None when the schema has no fct_user_spikes (built before that detector existed)
+    spikes: list[tuple[int, dt.date, str, int, float, float]] | None = None
+    spike_count: int = 0
 
     @property
     def methods(self) -> list[str]:
@@ -78,6 +86,9 @@ class ReportData:
 
     def outlier_hours(self, user: str) -> set[int]:
         return {hour for (hour, _), rows in self.outliers.items() for row in rows if row[1] == user}
+
+    def spike_cells(self, user: str) -> set[tuple[dt.date, int]]:
+        return {(day, hour) for hour, day, name, *_ in self.spikes or () if name == user}
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -110,7 +121,9 @@ def _fetch(cur, query, params: tuple = ()) -> list[tuple]:
     return cur.fetchall()
 
 
-def load_report_data(conn, schema: str, top_n: int = TOP_USERS_PER_HOUR, max_users: int = MAX_FLAGGED_USERS) -> ReportData:
+def load_report_data(
+    conn, schema: str, top_n: int = TOP_USERS_PER_HOUR, max_users: int = MAX_FLAGGED_USERS, max_spikes: int = MAX_SPIKES
+) -> ReportData:
     from psycopg2 import sql
 
     def rel(name: str):
@@ -166,6 +179,19 @@ def load_report_data(conn, schema: str, top_n: int = TOP_USERS_PER_HOUR, max_use
             )
 
         data = ReportData(schema, days, int(user_count), dict(outliers), dict(components), dict(day_errors))
+        if "fct_user_spikes" in present:
+            data.spike_count = _fetch(cur, sql.SQL("select count(*) from {}").format(rel("fct_user_spikes")))[0][0]
+            data.spikes = [
+                (int(hour), day, user, int(flows), float(expected), float(score))
+                for hour, day, user, flows, expected, score in _fetch(
+                    cur,
+                    sql.SQL(
+                        "select hour_of_day, activity_date, user_name, flows, expected_flows, spike_score from {}"
+                        " order by spike_score desc, hour_of_day, activity_date, user_name limit %s"
+                    ).format(rel("fct_user_spikes")),
+                    (max_spikes,),
+                )
+            ]
         data.flagged_users = flagged_users(data, max_users)
         if data.flagged_users:
             for user, day, hour, count in _fetch(
@@ -203,7 +229,8 @@ def _top_user_names(value: Any) -> list[str]:
 
 def flagged_users(data: ReportData, max_users: int = MAX_FLAGGED_USERS) -> list[str]:
     """Users worth a heatmap: first the top users of anomalous days (by SPE share order), then
-    the hours' top outliers by best score; at most max_users."""
+    the hours' top outliers by best score, then the users of the strongest spikes; at most
+    max_users."""
     ranked: dict[str, tuple[int, float]] = {}
     for rows in data.day_errors.values():
         for _, _, _, anomalous, top in rows:
@@ -216,6 +243,9 @@ def flagged_users(data: ReportData, max_users: int = MAX_FLAGGED_USERS) -> list[
             if rank <= 3:
                 key = (1, -score)
                 ranked[user] = min(ranked.get(user, key), key)
+    for _, _, user, _, _, score in data.spikes or ():
+        key = (2, -score)
+        ranked[user] = min(ranked.get(user, key), key)
     return [user for user, _ in sorted(ranked.items(), key=lambda item: (item[1], item[0]))][:max_users]
 
 
@@ -277,6 +307,14 @@ def heatmap_svg(user: str, data: ReportData) -> str:
             parts.append(
                 f'<rect class="cell" x="{x}" y="{y}" width="{cell_w - 1}" height="{cell_h - 1}" '
                 f'fill="{ramp_colour(count, max_count)}"><title>{_e(user)} {day.isoformat()} {hour:02d}:00 — {count} flows</title></rect>'
+            )
+    for day, hour in sorted(data.spike_cells(user)):
+        if day in data.days:
+            x = left + hour * cell_w + cell_w / 2
+            y = top + data.days.index(day) * cell_h + cell_h / 2
+            parts.append(
+                f'<circle class="spike-mark" cx="{x - 0.5}" cy="{y - 0.5}" r="3" fill="{SPIKE}" stroke="white" stroke-width="1">'
+                f"<title>residual spike {day.isoformat()}, hour {hour:02d}</title></circle>"
             )
     for day, hour in sorted(marks):
         if day in data.days:
@@ -410,6 +448,29 @@ footer {{ color: #777; font-size: 12px; padding: 0 28px 24px; }}
 """
 
 
+def spikes_section(data: ReportData) -> str:
+    """The strongest residual spikes, strongest first (fct_user_spikes)."""
+    out = ['<section id="spikes"><h2>Residual spikes: one hour far above the user\'s own pattern</h2>']
+    if data.spikes is None:
+        out.append(f"<p>{_e(data.schema)} has no fct_user_spikes: rebuild the marts to see this detector.</p></section>")
+        return "".join(out)
+    shown = f"the {len(data.spikes)} strongest of {data.spike_count}" if data.spike_count > len(data.spikes) else "all"
+    out.append(
+        f"<p>{data.spike_count} (day, hour) cells exceed their Bonferroni threshold ({shown} below; fct_user_spikes): "
+        "flows against what the user's other hours that day and other days in that hour predict.</p>"
+    )
+    if data.spikes:
+        out.append('<table class="spikes"><tr><th>day</th><th>hour (UTC)</th><th>user</th><th>flows</th><th>expected</th><th>score</th></tr>')
+        for hour, day, user, flows, expected, score in data.spikes:
+            out.append(
+                f'<tr class="spike"><td>{day.isoformat()}</td><td>{hour:02d}:00</td><td>{_e(user)}</td>'
+                f"<td>{flows}</td><td>{_fmt(expected)}</td><td>{score:.2f}</td></tr>"
+            )
+        out.append("</table>")
+    out.append("</section>")
+    return "".join(out)
+
+
 def render_html(data: ReportData, date: str, generated_at: dt.datetime | None = None) -> str:
     generated_at = generated_at or dt.datetime.now(dt.timezone.utc)
     anomalous = sum(1 for rows in data.day_errors.values() for row in rows if row[3])
@@ -434,6 +495,7 @@ def render_html(data: ReportData, date: str, generated_at: dt.datetime | None = 
         ("users", data.user_count),
         ("anomalous (hour, day) pairs", anomalous),
         ("flagged users", len(data.flagged_users)),
+        *((("residual spikes", data.spike_count),) if data.spikes is not None else ()),
     ):
         out.append(f'<div class="stat"><b>{value}</b>{_e(label)}</div>')
     out.append("</div>")
@@ -467,7 +529,8 @@ def render_html(data: ReportData, date: str, generated_at: dt.datetime | None = 
     out.append(
         f'<p class="legend"><span><span class="swatch" style="background:{RAMP[6]}"></span>flows in the hour (log scale)</span>'
         f'<span><span class="swatch" style="border:2px solid {ANOMALY}"></span>anomalous day where the user is among the top SPE contributors</span>'
-        f'<span><span class="swatch" style="background:{OUTLIER}"></span>hour in which the user is a top outlier</span></p>'
+        f'<span><span class="swatch" style="background:{OUTLIER}"></span>hour in which the user is a top outlier</span>'
+        f'<span><span class="swatch" style="background:{SPIKE};border-radius:50%"></span>residual spike</span></p>'
     )
     if not data.flagged_users:
         out.append("<p>No user is flagged.</p>")
@@ -476,7 +539,10 @@ def render_html(data: ReportData, date: str, generated_at: dt.datetime | None = 
         out.append(f'<div class="card user-card"><h3>{_e(user)}</h3>{heatmap_svg(user, data)}</div>')
     out.append("</div></section>")
 
-    # 3. per hour
+    # 3. residual spikes
+    out.append(spikes_section(data))
+
+    # 4. per hour
     out.append('<section id="hours"><h2>Per hour: kept components and SPE of each day</h2>')
     out.append(
         f'<p class="legend"><span><span class="swatch" style="background:{NORMAL}"></span>share of variance / SPE of a normal day</span>'
@@ -493,7 +559,7 @@ def render_html(data: ReportData, date: str, generated_at: dt.datetime | None = 
     out.append("</div></section></main>")
     out.append(
         f"<footer>Generated {generated_at.strftime('%Y-%m-%d %H:%M UTC')} by traffic-anomalies report from "
-        f"{_e(data.schema)}.fct_user_outliers, fct_day_anomalies, fct_pca_components and int_hourly_counts.</footer>"
+        f"{_e(data.schema)}.fct_user_outliers, fct_day_anomalies, fct_pca_components, fct_user_spikes and int_hourly_counts.</footer>"
     )
     out.append("</body></html>")
     return "\n".join(out)
