@@ -116,19 +116,17 @@ def connect():
         raise ReportError(f"cannot connect to {localdb.describe(env)}: {str(exc).strip()}") from None
 
 
-def _fetch(cur, query, params: tuple = ()) -> list[tuple]:
-    cur.execute(query, params)
+def _fetch(cur, schema: str, relation: str, text: str, params: tuple = ()) -> list[tuple]:
+    """Rows of `text`, whose `{}` is the schema's relation (quoted as an identifier)."""
+    from psycopg2 import sql
+
+    cur.execute(sql.SQL(text).format(sql.Identifier(schema, relation)), params)
     return cur.fetchall()
 
 
 def load_report_data(
     conn, schema: str, top_n: int = TOP_USERS_PER_HOUR, max_users: int = MAX_FLAGGED_USERS, max_spikes: int = MAX_SPIKES
 ) -> ReportData:
-    from psycopg2 import sql
-
-    def rel(name: str):
-        return sql.Identifier(schema, name)
-
     with conn.cursor() as cur:
         cur.execute(
             "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = %s",
@@ -140,18 +138,18 @@ def load_report_data(
         if missing:
             raise ReportError(f"schema {schema!r} lacks {', '.join(missing)}: build the marts first (traffic-anomalies nightly)")
 
-        days = [row[0] for row in _fetch(cur, sql.SQL("select activity_date from {} order by activity_date").format(rel("dim_days")))]
+        days = [row[0] for row in _fetch(cur, schema, "dim_days", "select activity_date from {} order by activity_date")]
         if not days:
             raise ReportError(f"{schema}.dim_days is empty: there is no PCA window to report on")
-        user_count = _fetch(cur, sql.SQL("select count(*) from {}").format(rel("dim_users")))[0][0]
+        user_count = _fetch(cur, schema, "dim_users", "select count(*) from {}")[0][0]
 
         outliers: dict[tuple[int, str], list] = defaultdict(list)
         for hour, method, rank, user, component, loading, score in _fetch(
             cur,
-            sql.SQL(
-                "select hour_of_day, method, rank_in_hour, user_name, component_rank, loading, outlier_score"
-                " from {} where rank_in_hour <= %s order by hour_of_day, method, rank_in_hour, user_name"
-            ).format(rel("fct_user_outliers")),
+            schema,
+            "fct_user_outliers",
+            "select hour_of_day, method, rank_in_hour, user_name, component_rank, loading, outlier_score"
+            " from {} where rank_in_hour <= %s order by hour_of_day, method, rank_in_hour, user_name",
             (top_n,),
         ):
             outliers[(int(hour), str(method))].append((int(rank), user, int(component), float(loading), float(score)))
@@ -159,20 +157,20 @@ def load_report_data(
         components: dict[int, list] = defaultdict(list)
         for hour, rank, proportion, cumulative, eigenvalue in _fetch(
             cur,
-            sql.SQL(
-                "select hour_of_day, component_rank, proportion, cumulative_proportion, eigenvalue"
-                " from {} order by hour_of_day, component_rank"
-            ).format(rel("fct_pca_components")),
+            schema,
+            "fct_pca_components",
+            "select hour_of_day, component_rank, proportion, cumulative_proportion, eigenvalue"
+            " from {} order by hour_of_day, component_rank",
         ):
             components[int(hour)].append((int(rank), float(proportion), float(cumulative), float(eigenvalue)))
 
         day_errors: dict[int, list] = defaultdict(list)
         for hour, day, spe, threshold, anomalous, top_users in _fetch(
             cur,
-            sql.SQL(
-                "select hour_of_day, activity_date, spe, spe_threshold, coalesce(is_anomalous, false), top_users"
-                " from {} order by hour_of_day, activity_date"
-            ).format(rel("fct_day_anomalies")),
+            schema,
+            "fct_day_anomalies",
+            "select hour_of_day, activity_date, spe, spe_threshold, coalesce(is_anomalous, false), top_users"
+            " from {} order by hour_of_day, activity_date",
         ):
             day_errors[int(hour)].append(
                 (day, float(spe or 0.0), None if threshold is None else float(threshold), bool(anomalous), _top_user_names(top_users))
@@ -180,15 +178,15 @@ def load_report_data(
 
         data = ReportData(schema, days, int(user_count), dict(outliers), dict(components), dict(day_errors))
         if "fct_user_spikes" in present:
-            data.spike_count = _fetch(cur, sql.SQL("select count(*) from {}").format(rel("fct_user_spikes")))[0][0]
+            data.spike_count = _fetch(cur, schema, "fct_user_spikes", "select count(*) from {}")[0][0]
             data.spikes = [
                 (int(hour), day, user, int(flows), float(expected), float(score))
                 for hour, day, user, flows, expected, score in _fetch(
                     cur,
-                    sql.SQL(
-                        "select hour_of_day, activity_date, user_name, flows, expected_flows, spike_score from {}"
-                        " order by spike_score desc, hour_of_day, activity_date, user_name limit %s"
-                    ).format(rel("fct_user_spikes")),
+                    schema,
+                    "fct_user_spikes",
+                    "select hour_of_day, activity_date, user_name, flows, expected_flows, spike_score from {}"
+                    " order by spike_score desc, hour_of_day, activity_date, user_name limit %s",
                     (max_spikes,),
                 )
             ]
@@ -196,10 +194,10 @@ def load_report_data(
         if data.flagged_users:
             for user, day, hour, count in _fetch(
                 cur,
-                sql.SQL(
-                    "select user_name, activity_date, hour_of_day, flow_count from {}"
-                    " where user_name = any(%s) and activity_date between %s and %s"
-                ).format(rel("int_hourly_counts")),
+                schema,
+                "int_hourly_counts",
+                "select user_name, activity_date, hour_of_day, flow_count from {}"
+                " where user_name = any(%s) and activity_date between %s and %s",
                 (data.flagged_users, days[0], days[-1]),
             ):
                 data.activity.setdefault(user, {})[(day, int(hour))] = int(count)
