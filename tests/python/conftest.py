@@ -3,10 +3,12 @@ dbt invocations into a schema of each test's own, and generated sample lakes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -122,10 +124,137 @@ def lake_dir_factory() -> Iterator:
 
 
 @pytest.fixture(scope="session")
+def generated_lake(lake_dir_factory):
+    """Generated lakes by size, each made once per session and shared (read-only) by every
+    module asking for the same one: `generated_lake(prefix, users=, days=, end=, seed=)` gives
+    the directory of a lake of `days` days ending on `end`."""
+    from traffic_anomalies.lake import generate_lake
+
+    made: dict[tuple, Path] = {}
+
+    def make(prefix: str, *, users: int, days: int, end: dt.date, seed: int, **options) -> Path:
+        key = (users, days, end, seed, tuple(sorted(options.items())))
+        if key not in made:
+            out = lake_dir_factory(prefix)
+            generate_lake(out, users=users, days=days, start=end - dt.timedelta(days=days - 1), seed=seed, **options)
+            made[key] = out
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def sample_lake(lake_dir_factory):
     """A small lake with malformed lines and injected anomalies (shared, read-only)."""
     from traffic_anomalies.lake import generate_lake
-    import datetime as dt
 
     out = lake_dir_factory("sample")
     return generate_lake(out, users=40, days=21, start=dt.date(2017, 1, 1), seed=7)
+
+
+@pytest.fixture(scope="session")
+def sample_built(database, sample_lake, tmp_path_factory) -> Iterator[DbtProject]:
+    """The whole project run (`dbt run`) on the sample lake in a schema of its own: shared,
+    read-only, by the modules that read a built project (the report, the docs site)."""
+    project = DbtProject(schema=new_schema("s"), target_path=tmp_path_factory.mktemp("sample_target"))
+    lake_root = str(Path(sample_lake.out_dir).resolve())
+    try:
+        project.run("run-operation", "stage_external_sources", vars={"lake_root": lake_root})
+        project.run("run", vars={"lake_root": lake_root})
+        yield project
+    finally:
+        drop_schemas(project.schema)
+
+
+@pytest.fixture(scope="session")
+def nightly_reference(database, generated_lake, tmp_path_factory):
+    """One uninterrupted nightly run on test_nightly's lake, shared by the tests that only read
+    it (test_nightly, test_crash_safety). It is started twice at once into the same schema:
+    one run builds, the other must refuse (test_crash_safety asserts both). Gives the Pipeline,
+    with `.concurrent` = (sorted exit codes, both outputs) and `.ran` = the building run as a
+    CompletedProcess (stdout and stderr together)."""
+    from test_nightly import LAKE_DAYS, LAKE_SEED, LAKE_USERS, RUN_DATE, Pipeline
+
+    lake = generated_lake("nightly", users=LAKE_USERS, days=LAKE_DAYS, end=RUN_DATE, seed=LAKE_SEED)
+    pipeline = Pipeline(f"t_night_{uuid.uuid4().hex[:8]}", lake, tmp_path_factory.mktemp("reference"))
+    args = ("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4")
+    logs = [pipeline.target_root / f"run{i}.log" for i in range(2)]
+    processes = []
+    try:
+        for log in logs:
+            with open(log, "w") as out:
+                processes.append(subprocess.Popen(
+                    pipeline.command(*args), env=pipeline.env(), cwd="/", text=True,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+        codes = [p.wait(timeout=900) for p in processes]
+        outputs = [log.read_text() for log in logs]
+        pipeline.concurrent = (sorted(codes), outputs)  # type: ignore[attr-defined]
+        building = codes.index(0) if 0 in codes else 0
+        pipeline.ran = subprocess.CompletedProcess(  # type: ignore[attr-defined]
+            pipeline.command(*args), codes[building], stdout=outputs[building], stderr="")
+        yield pipeline
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, 9)
+                process.wait()
+        pipeline.drop()
+
+
+# --- tests that must run in a clean process ----------------------------------------------------
+#
+# A test marked `clean_process` runs in a fresh pytest process of its own (one for all of them,
+# started when the first one comes up), and its outcome there is its outcome here. For tests that
+# fork dbt: run_dbt refuses to fork from a process holding native threads (dbt's Rust static
+# parser starts a pool; a fork inheriting its lock can hang), and once any module has run dbt in
+# this process it holds them, so here such a test could only skip.
+
+CLEAN_PROCESS_ENV = "TA_TEST_IN_CLEAN_PROCESS"
+_clean_outcomes: dict[str, tuple[str, str]] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "clean_process: run in a fresh pytest process (see conftest)")
+
+
+def in_clean_process() -> bool:
+    return os.environ.get(CLEAN_PROCESS_ENV) == "1"
+
+
+def _run_clean_process_tests(session: pytest.Session) -> None:
+    import xml.etree.ElementTree as ET
+
+    items = [item for item in session.items if item.get_closest_marker("clean_process")]
+    report = Path(tempfile.mkdtemp(prefix="ta-clean-")) / "junit.xml"
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", str(report),
+             *[item.nodeid for item in items]],
+            cwd=session.config.rootpath, env={**os.environ, CLEAN_PROCESS_ENV: "1"},
+            capture_output=True, text=True, timeout=600)
+        cases = {}
+        if report.exists():
+            for case in ET.parse(report).getroot().iter("testcase"):
+                module = case.get("classname", "").rsplit(".", 1)[-1]
+                problem = next((e for e in case if e.tag in ("failure", "error", "skipped")), None)
+                outcome = "passed" if problem is None else problem.tag
+                text = "" if outcome == "passed" else (problem.get("message", "") + "\n" + (problem.text or ""))
+                cases[(module, case.get("name"))] = (outcome, text)
+        for item in items:
+            key = (item.path.stem, item.name)
+            _clean_outcomes[item.nodeid] = cases.get(key, (
+                "missing", f"no result in the clean process (exit {ran.returncode}):\n{ran.stdout[-4000:]}\n{ran.stderr[-2000:]}"))
+    finally:
+        shutil.rmtree(report.parent, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+    if pyfuncitem.get_closest_marker("clean_process") is None or in_clean_process():
+        return None
+    if pyfuncitem.nodeid not in _clean_outcomes:
+        _run_clean_process_tests(pyfuncitem.session)
+    outcome, text = _clean_outcomes[pyfuncitem.nodeid]
+    if outcome != "passed":
+        pytest.fail(f"in a clean process: {outcome}\n{text}", pytrace=False)
+    return True

@@ -7,12 +7,12 @@
   kill no model's relation holds anything but what a finished build puts there (no half-built
   table is visible under a model's name); the last rerun's marts equal the reference.
 
-Uses test_nightly's Pipeline (a schema and how to run the nightly command into it).
+Uses test_nightly's Pipeline (a schema and how to run the nightly command into it), its lake
+and its reference run (conftest's nightly_reference: built once for both modules).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import signal
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import query, server_readable_dir
-from test_nightly import LAKE_DAYS, RUN_DATE, Pipeline
+from conftest import query
+from test_nightly import LAKE_DAYS, LAKE_SEED, LAKE_USERS, RUN_DATE, Pipeline
 
 # (stage, the dbt step whose log shows it, the node whose start triggers the kill)
 STAGES = [
@@ -37,13 +37,8 @@ STAGES = [
 
 
 @pytest.fixture(scope="module")
-def lake() -> Iterator[Path]:
-    from traffic_anomalies.lake import generate_lake
-
-    out = server_readable_dir("crash")
-    generate_lake(out, users=30, days=LAKE_DAYS, start=RUN_DATE - dt.timedelta(days=LAKE_DAYS - 1), seed=11)
-    yield out
-    subprocess.run(["rm", "-rf", str(out)], check=True)
+def lake(generated_lake) -> Path:
+    return generated_lake("nightly", users=LAKE_USERS, days=LAKE_DAYS, end=RUN_DATE, seed=LAKE_SEED)
 
 
 @pytest.fixture(scope="module")
@@ -60,21 +55,10 @@ def pipelines(database, lake, tmp_path_factory) -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def reference(pipelines) -> Pipeline:
-    """Two runs started together: one builds, the other refuses; the one's build is the reference."""
-    pipeline = pipelines("reference")
-    args = ("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4")
-    logs = [pipeline.target_root / f"run{i}.log" for i in range(2)]
-    pipeline.target_root.mkdir(parents=True, exist_ok=True)
-    processes = []
-    for log in logs:
-        with open(log, "w") as out:
-            processes.append(subprocess.Popen(pipeline.command(*args), env=pipeline.env(), cwd="/", text=True,
-                                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-    codes = sorted(p.wait(timeout=900) for p in processes)
-    outputs = [log.read_text() for log in logs]
-    pipeline.concurrent = (codes, outputs)  # type: ignore[attr-defined]
-    return pipeline
+def reference(nightly_reference) -> Pipeline:
+    """Two runs started together: one builds, the other refuses; the one's build is the reference
+    (conftest's nightly_reference, which test_nightly shares: the same lake, the same run)."""
+    return nightly_reference
 
 
 def test_two_runs_started_together_one_refuses_and_the_result_is_one_runs(reference):

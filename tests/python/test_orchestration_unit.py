@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from conftest import in_clean_process
 from traffic_anomalies import PROJECT_DIR
 from traffic_anomalies import tasks  # before luigi: points Luigi at the project's luigi.cfg
 from traffic_anomalies import nightly, runstate
@@ -103,15 +104,17 @@ def tiny_project(tmp_path: Path) -> Path:
     return tmp_path / "tiny"
 
 
-@pytest.fixture(params=["subprocess", "fork"])
+@pytest.fixture(params=["subprocess", pytest.param("fork", marks=pytest.mark.clean_process)])
 def dbt_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways run_dbt gets a process for dbt: a new `dbt` CLI, or a fork of a warm process."""
+    """Both ways run_dbt gets a process for dbt: a new `dbt` CLI, or a fork of a warm process.
+
+    The fork variants run in a clean pytest process (conftest's `clean_process`): once any test
+    has run dbt in-process (its Rust static parser starts native threads), run_dbt rightly
+    refuses to fork from that process, so in the suite's own process they could only skip."""
     if request.param == "fork":
-        if dbt_runner.native_threads():
-            # An earlier test ran dbt's Rust static parser in this process: run_dbt rightly
-            # refuses to fork from here (test_forks_only_from_a_process_without_native_threads
-            # covers the fork path from a clean process).
-            pytest.skip("this test process has native threads: forking is refused by design")
+        if not in_clean_process():
+            return request.param  # the test's outcome is the clean process's (conftest)
+        assert not dbt_runner.native_threads(), "a clean process must not hold native threads"
         dbt_runner.preload()
         monkeypatch.setenv("TA_DBT_SUBPROCESS", "0")
     else:
@@ -175,9 +178,9 @@ def test_dbt_usage_error_exits_2_with_clicks_message(tiny_project: Path, schema:
     assert caught.value.result.nodes == ()
 
 
+@pytest.mark.clean_process
 def test_forked_dbt_output_is_written_once_and_the_parent_goes_on(tiny_project: Path, schema: str) -> None:
-    if dbt_runner.native_threads():
-        pytest.skip("this test process has native threads: forking is refused by design")
+    assert not dbt_runner.native_threads(), "a clean process must not hold native threads"
     dbt_runner.preload()
     print("parent text still in the buffer", end="")  # must not be repeated by the child
     with pytest.MonkeyPatch.context() as patch:
