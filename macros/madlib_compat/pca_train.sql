@@ -73,6 +73,8 @@ declare
     v_work_mem text;
     v_mergejoin text;
     v_sort text;
+    v_minpar text;
+    v_par text;
     v_outer_max int;
     v_form text;
     eps constant float8 := 2.220446049250313e-16;
@@ -131,6 +133,8 @@ declare
     g_shoff int[] := array[]::int[];
     -- the padded parameters of the large-side statement
     p_gid int[]; p_a int[]; p_w float8[]; p_sh float8[];
+    -- the large-side product: group ids, b, and the k sums of each row
+    p_yg int[]; p_yb int[]; p_yy float8[];
     i int; j int; o int; t int; q int;
 begin
     -- Our statements are planned without statistics on their intermediate
@@ -619,21 +623,58 @@ begin
             end if;
         end loop;
 
+        -- grouped input: without statistics the planner over-estimates the
+        -- (group, b) count and would sort the whole join output instead of hashing
+        v_sort := madlib_compat._set_if_exists('enable_sort', 'off');
+        -- Parallel workers for the product are opt-in: an hour of the nightly
+        -- job is a few MB, under the server's 8MB threshold, and its hours
+        -- already run in parallel sessions (workers would compete with them).
+        -- madlib_compat.parallel_min_scan_size (e.g. '1MB') lowers the
+        -- threshold for this statement only; unset, the server's settings apply.
+        begin
+            v_par := nullif(pg_catalog.current_setting('madlib_compat.parallel_min_scan_size', true), '');
+        exception when others then
+            v_par := null;
+        end;
+        if v_par is not null then
+            v_minpar := madlib_compat._set_if_exists('min_parallel_table_scan_size', v_par);
+        end if;
+        -- The product itself, the bulk of the work, is a plain SELECT run by
+        -- EXECUTE ... INTO: unlike an INSERT or a cursor loop, it may use
+        -- parallel workers (partial sums per worker). Its rows come back as
+        -- arrays (group ids, b, and a 2-D array of the k sums per row) and the
+        -- statement that writes the outputs reads them as parameters.
+        -- W is spelt as a VALUES list: a parameter would be copied into the
+        -- plan once per use (and the plan is shipped to every worker), and the
+        -- OFFSET 0 that keeps it spelt once also keeps the join out of workers.
+        -- float8 text output is exact (shortest round-trip form, PostgreSQL 12+).
+        select string_agg(format('(%s, %s, %s)', u.g, u.a,
+                                 (select string_agg(x::text || '::float8', ', ' order by t.i)
+                                    from unnest(p_w[(u.o - 1) * v_kmax + 1 : u.o * v_kmax]) with ordinality t(x, i))),
+                          ', ' order by u.o)
+          into v_sql
+          from unnest(p_gid, p_a) with ordinality u(g, a, o);
+        execute format($q$
+            select array_agg(y.__gid), array_agg(y.b), array_agg(y.y)
+            from (select x.__gid, x.b, array[%1$s] as y
+                  from (%2$s) x
+                  join (values %3$s) w(__gid, a, %4$s) on w.a = x.a%5$s
+                  group by x.__gid, x.b) y $q$,
+            madlib_compat._list('sum(x.v * w.w%1$s)', v_kmax),
+            v_src_sql, v_sql, madlib_compat._list('w%1$s', v_kmax),
+            case when v_grouped then ' and w.__gid = x.__gid' end)
+            into p_yg, p_yb, p_yy;
+        if v_par is not null then
+            perform madlib_compat._set_if_exists('min_parallel_table_scan_size', v_minpar);
+        end if;
         v_sql := format($q$
-            with w as materialized (
-                select u.g as __gid, u.a, %1$s
-                from (select $3::float8[] as pw offset 0) s,   -- spelt once (the planner copies a parameter per use)
-                     unnest($1::int[], $2::int[]) with ordinality as u(g, a, o)),
-            y as materialized (
-                select x.__gid, x.b, %2$s
-                from (%3$s) x join w on w.a = x.a%4$s
-                group by x.__gid, x.b),
+            with y as materialized (
+                select u.g as __gid, u.b, %1$s
+                from unnest($1::int[], $2::int[]) with ordinality as u(g, b, o), (select $3::float8[] as yy offset 0) s),
             gi as (select * from unnest($4::int[], $5::int[], $6::float8[]) with ordinality as gi(__gid, kg, total, o)) $q$,
-            madlib_compat._list(format('s.pw[(u.o - 1) * %s + %%1$s] as w%%1$s', v_kmax), v_kmax),
             -- wide: k columns (read as plain columns below); tall: one array
-            case when v_wide then madlib_compat._list('sum(x.v * w.w%1$s) as y%1$s', v_kmax)
-                 else format('array[%s] as y', madlib_compat._list('sum(x.v * w.w%1$s)', v_kmax)) end,
-            v_src_sql, case when v_grouped then ' and w.__gid = x.__gid' end);
+            case when v_wide then madlib_compat._list('s.yy[u.o][%1$s] as y%1$s', v_kmax)
+                 else format('array[%s] as y', madlib_compat._list('s.yy[u.o][%1$s]', v_kmax)) end);
         if v_wide then
             -- one sort per group builds the col_dim x k matrix of unit-length
             -- components (each row of Y over the column norms); component i is
@@ -673,7 +714,7 @@ begin
                     from y join gi on gi.__gid = y.__gid group by y.__gid)
             insert into %2$s
             select t.i,
-                   array(select $3[((q.o - 1) * %3$s + j - 1) * %4$s + t.i] from generate_series(1, %3$s) j),
+                   array(select $8[((q.o - 1) * %3$s + j - 1) * %4$s + t.i] from generate_series(1, %3$s) j),
                    s.sig / sqrt(%5$s - 1), s.sig * s.sig / q.total %6$s
             from gi q
             left join sg on sg.__gid = q.__gid
@@ -686,11 +727,8 @@ begin
                 madlib_compat._list(format('sum((y[%%1$s] - $7[(gi.o - 1) * %s + %%1$s]) * (y[%%1$s] - $7[(gi.o - 1) * %s + %%1$s]))', v_kmax, v_kmax), v_kmax),
                 v_pcq, ns, v_kmax, n::float8, v_gsel, v_gfrom);
         end if;
-        -- grouped input: without statistics the planner over-estimates the
-        -- (group, b) count and would sort the whole join output instead of hashing
-        v_sort := madlib_compat._set_if_exists('enable_sort', 'off');
-        execute v_sql using p_gid, p_a, p_w, g_id, g_kg, g_total,
-            case when v_wide then array_fill(0::float8, array[v_kmax]) else p_sh end;
+        execute v_sql using p_yg, p_yb, p_yy, g_id, g_kg, g_total,
+            case when v_wide then array_fill(0::float8, array[v_kmax]) else p_sh end, p_w;
         perform madlib_compat._set_if_exists('enable_sort', v_sort);
     end if;
 

@@ -120,6 +120,30 @@ def test_random_sparse_matches_numpy(db, shape, components):
     assert_mean(db, "pc_mean", X)
 
 
+@pytest.mark.parametrize("shape", [(30, 3000), (3000, 12)])
+@pytest.mark.parametrize("components", [4, 0.95])
+def test_parallel_workers_match_numpy(db, shape, components):
+    """The large-side product may run in parallel workers (partial sums per
+    worker, opted in with madlib_compat.parallel_min_scan_size): forced here on
+    a small table, the results still match numpy."""
+    rng = np.random.default_rng(hash((shape, str(components), "par")) % 2**32)
+    X = sparse_random(rng, *shape)
+    load_sparse(db, "m", X)
+    db.execute("show min_parallel_table_scan_size")
+    before = db.fetchone()[0]
+    db.execute("set parallel_setup_cost = 0; set parallel_tuple_cost = 0; "
+               "set madlib_compat.parallel_min_scan_size = '0'; set max_parallel_workers_per_gather = 2")
+    train(db, "m", "pc", X, components)
+    db.execute("show min_parallel_table_scan_size")
+    assert db.fetchone()[0] == before               # lowered for the product only
+    db.execute("reset parallel_setup_cost; reset parallel_tuple_cost; "
+               "reset madlib_compat.parallel_min_scan_size; reset max_parallel_workers_per_gather")
+    _, s, _ = reference(X)
+    k = components if isinstance(components, int) else expected_k(s, components)
+    assert_matches_numpy(fetch_pc(db, "pc"), X, k)
+    assert_mean(db, "pc_mean", X)
+
+
 def test_many_seeds_full_spectrum(db):
     """All non-zero components (proportion 1.0) of several random matrices."""
     for seed in range(6):
