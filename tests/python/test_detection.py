@@ -5,7 +5,7 @@
   once (1), not searched for; the strength is the generator's default for spikes (10 sigma of
   the user's own count in that hour).
 * The issue's target, recall >= 0.95 at precision >= 0.9 for 5-sigma spikes, is asked of the
-  evaluation itself (two lakes). It is not met, and cannot be on this traffic: 5-sigma spikes
+  evaluation itself (one small lake). It is not met, and cannot be on this traffic: 5-sigma spikes
   of light users are a handful of flows, and normal traffic holds many cells as extreme (see
   README, "Detection quality"). It is a strict expected failure, so the day it passes it must
   become a plain test.
@@ -84,11 +84,13 @@ def test_the_spike_day_is_the_most_anomalous_day_of_its_hour_for_that_user(singl
 def test_five_sigma_spikes_reach_the_target_recall_and_precision(database, tmp_path):
     from traffic_anomalies.evaluate import Scenario, evaluate
 
+    # One small lake (5 spikes): the target is asked of any lake, and one is enough to show it
+    # unmet (the full evaluation, `traffic-anomalies evaluate`, is in the README).
     report = evaluate(
-        users=60, days=35, seeds=[1, 2], scenarios=[Scenario("spike", 5, 5)],
+        users=30, days=21, seeds=[1], scenarios=[Scenario("spike", 5, 5)],
         out=tmp_path / "evaluation.json", log=lambda *_: None,
     )
     assert not report["failed_runs"], report["failed_runs"]
     ours = report["summary"]["spike:5"]["residual_spike"]
-    assert ours["injected"] == 10
+    assert ours["injected"] == 5
     assert ours["recall"] >= 0.95 and (ours["precision"] or 0) >= 0.9, ours

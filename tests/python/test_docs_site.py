@@ -15,12 +15,11 @@ PACKAGE = "traffic_anomalies"
 
 
 @pytest.fixture(scope="module")
-def site(module_dbt_project, sample_lake):
-    """The project built from the sample lake in a schema of its own, and its docs generated."""
-    project = module_dbt_project
+def site(sample_built, sample_lake):
+    """The project built from the sample lake in a schema of its own (conftest's sample_built,
+    shared with the report's tests), and its docs generated."""
+    project = sample_built
     lake_root = str(Path(sample_lake.out_dir).resolve())
-    project.run("run-operation", "stage_external_sources", vars={"lake_root": lake_root})
-    project.run("run", vars={"lake_root": lake_root})
     target = docs.generate_docs(project.target_path, dbt_vars={"lake_root": lake_root}, env=project.env())
     return project, target
 
