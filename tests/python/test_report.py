@@ -4,7 +4,6 @@ headless Chromium and are not blank, and the numbers of the database."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -16,11 +15,10 @@ TOP = report.TOP_USERS_PER_HOUR
 
 
 @pytest.fixture(scope="module")
-def built(module_dbt_project, sample_lake, tmp_path_factory):
-    project = module_dbt_project
-    lake_root = str(Path(sample_lake.out_dir).resolve())
-    project.run("run-operation", "stage_external_sources", vars={"lake_root": lake_root})
-    project.run("run", vars={"lake_root": lake_root})
+def built(sample_built, tmp_path_factory):
+    """The report of the project built from the sample lake (conftest's sample_built, shared
+    with the docs site's tests)."""
+    project = sample_built
     run_date = query(f"select max(activity_date)::text from {project.relation('dim_days')}")[0][0]
     out = tmp_path_factory.mktemp("report")
     path = report.build_report(run_date, schema=project.schema, output_root=out)
