@@ -107,3 +107,36 @@ def test_cli_registers_report_command():
     assert parser.parse_args(["report", "--date", "2017-01-21"]).date == "2017-01-21"
     with pytest.raises(SystemExit):
         parser.parse_args(["report", "--date", "yesterday"])
+
+
+def test_report_lists_the_strongest_residual_spikes_and_marks_them(built):
+    project, _, path = built
+    html = path.read_text(encoding="utf-8")
+    total = query(f"select count(*) from {project.relation('fct_user_spikes')}")[0][0]
+    expected = query(
+        f"select activity_date::text, hour_of_day, user_name, flows from {project.relation('fct_user_spikes')}"
+        " order by spike_score desc, hour_of_day, activity_date, user_name limit %s",
+        (report.MAX_SPIKES,),
+    )
+    assert expected, "the sample lake should give residual spikes"
+    section = html.partition('<section id="spikes">')[2].partition("</section>")[0]
+    assert f"{total} (day, hour) cells exceed" in section
+    rows = re.findall(r'<tr class="spike"><td>([^<]+)</td><td>(\d\d):00</td><td>([^<]+)</td><td>(\d+)</td>', section)
+    assert [(d, int(h), u, int(f)) for d, h, u, f in rows] == [(d, h, u, f) for d, h, u, f in expected]
+    # each flagged user's heatmap marks exactly that user's listed spikes
+    heatmaps = dict(re.findall(r'<div class="card user-card"><h3>([^<]+)</h3>(.*?)</svg>', html, flags=re.S))
+    for user, svg in heatmaps.items():
+        marked = set(re.findall(r"<title>residual spike (\S+), hour (\d\d)</title>", svg))
+        assert marked == {(d, f"{h:02d}") for d, h, u, _ in expected if u == user}, user
+
+
+def test_report_without_the_spike_mart_says_so():
+    import datetime as dt
+
+    day = dt.date(2017, 1, 2)
+    data = report.ReportData("old_schema", [day], 1, {}, {}, {})
+    html = report.render_html(data, "2017-01-02")
+    assert "old_schema has no fct_user_spikes" in html and "residual spikes" not in html.partition("<main>")[2][:400]
+    data.spikes, data.spike_count = [(8, day, "alice", 40, 3.5, 9.25)], 1
+    html = report.render_html(data, "2017-01-02")
+    assert '<tr class="spike"><td>2017-01-02</td><td>08:00</td><td>alice</td><td>40</td><td>3.5</td><td>9.25</td></tr>' in html
