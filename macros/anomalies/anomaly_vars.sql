@@ -42,9 +42,13 @@
 {#- The SPE's normal subspace: var `spe_components`, an integer k or a proportion of the hour's
     variance as for component_selection. The default, the integer 1, is the leading component
     alone; the proportion 1.0 (or an integer at least the number of components the PCA kept)
-    is every kept component, i.e. the residual tables as pca_sparse_project wrote them. -#}
-{% macro spe_component_selection() %}
-    {{ return(component_selection('spe_components', 1)) }}
+    is every kept component, i.e. the residual tables as pca_sparse_project wrote them.
+    `relation`: qualifies the component columns when several relations have them. -#}
+{% macro spe_component_selection(relation=none) %}
+    {%- set prefix = relation ~ '.' if relation else '' -%}
+    {{ return(component_selection('spe_components', 1, rank_column=prefix ~ 'component_rank',
+                                  cumulative_column=prefix ~ 'cumulative_proportion',
+                                  proportion_column=prefix ~ 'proportion')) }}
 {% endmacro %}
 
 

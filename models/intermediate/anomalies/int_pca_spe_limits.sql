@@ -7,18 +7,40 @@
     Those eigenvalues are not all in the PC table (the PCA keeps only k), but they are exactly
     the non-zero eigenvalues of R Rᵀ / (n − 1), R = the n days × users residual matrix: so
     θm = trace((R Rᵀ / (n − 1))^m), set-based sums over the n × n Gram matrix of the days,
-    no eigen-decomposition. -#}
+    no eigen-decomposition. That Gram comes from the sparse counts, not from R (dense: days ×
+    days × users products): with Xc the centred counts and T = Xc V the days' scores on the
+    normal subspace V (orthonormal), R = Xc (I − V Vᵀ), so R Rᵀ = Xc Xcᵀ − T Tᵀ, and
+    (Xc Xcᵀ)_ij = Σ_u x_iu x_ju − s_i − s_j + Σ_u μ_u², s_i = Σ_u x_iu μ_u: products of
+    non-zero counts only. -#}
 
 with
 
-residuals as (
+counts as (
+
+    select
+        hour_of_day,
+        row_id as day_index,
+        col_id as user_index,
+        value
+    from {{ ref('int_pca_input') }}
+
+),
+
+scores as (
 
     select
         hour_of_day,
         day_index,
-        user_index,
-        residual
-    from {{ ref('int_pca_spe_residuals') }}
+        component_rank,
+        score
+    from {{ ref('int_pca_day_scores') }}
+
+),
+
+days as (
+
+    select day_index
+    from {{ ref('dim_days') }}
 
 ),
 
@@ -53,19 +75,122 @@ normal_subspace as (
 
 ),
 
+means as (
+
+    -- μ_u: the PCA's column means (over the n days of the window)
+    select
+        counts.hour_of_day,
+        counts.user_index,
+        sum(counts.value) / window_days.day_count as column_mean
+    from counts
+    cross join window_days
+    group by counts.hour_of_day, counts.user_index, window_days.day_count
+
+),
+
+mean_squares as (
+
+    select
+        hour_of_day,
+        sum(column_mean * column_mean) as mean_square
+    from means
+    group by hour_of_day
+
+),
+
+mean_products as (
+
+    -- s_i = Σ_u x_iu μ_u
+    select
+        counts.hour_of_day,
+        counts.day_index,
+        sum(counts.value * means.column_mean) as mean_product
+    from counts
+    inner join means
+        on counts.hour_of_day = means.hour_of_day and counts.user_index = means.user_index
+    group by counts.hour_of_day, counts.day_index
+
+),
+
+count_products as (
+
+    -- Σ_u x_iu x_ju over the users active on both days
+    select
+        left_counts.hour_of_day,
+        left_counts.day_index as day_i,
+        right_counts.day_index as day_j,
+        sum(left_counts.value * right_counts.value) as product
+    from counts as left_counts
+    inner join counts as right_counts
+        on
+            left_counts.hour_of_day = right_counts.hour_of_day
+            and left_counts.user_index = right_counts.user_index
+    group by left_counts.hour_of_day, left_counts.day_index, right_counts.day_index
+
+),
+
+day_pairs as (
+
+    -- every (day_i, day_j) of the hours with a PCA, also when no user is active on both
+    select
+        normal_subspace.hour_of_day,
+        days_i.day_index as day_i,
+        days_j.day_index as day_j
+    from normal_subspace
+    cross join days as days_i
+    cross join days as days_j
+
+),
+
+normal_score_products as (
+
+    -- (T Tᵀ)_ij over the components of the normal subspace
+    select
+        scores_i.hour_of_day,
+        scores_i.day_index as day_i,
+        scores_j.day_index as day_j,
+        sum(scores_i.score * scores_j.score) as product
+    from scores as scores_i
+    inner join scores as scores_j
+        on
+            scores_i.hour_of_day = scores_j.hour_of_day
+            and scores_i.component_rank = scores_j.component_rank
+    inner join components
+        on
+            scores_i.hour_of_day = components.hour_of_day
+            and scores_i.component_rank = components.component_rank
+    where {{ spe_component_selection('components') }}
+    group by scores_i.hour_of_day, scores_i.day_index, scores_j.day_index
+
+),
+
 gram as (
 
     select
-        left_cells.hour_of_day,
-        left_cells.day_index as day_i,
-        right_cells.day_index as day_j,
-        sum(left_cells.residual * right_cells.residual) as product
-    from residuals as left_cells
-    inner join residuals as right_cells
+        day_pairs.hour_of_day,
+        day_pairs.day_i,
+        day_pairs.day_j,
+        coalesce(count_products.product, 0)
+        - coalesce(mean_i.mean_product, 0)
+        - coalesce(mean_j.mean_product, 0)
+        + coalesce(mean_squares.mean_square, 0)
+        - coalesce(normal_score_products.product, 0) as product
+    from day_pairs
+    left join mean_squares on day_pairs.hour_of_day = mean_squares.hour_of_day
+    left join count_products
         on
-            left_cells.hour_of_day = right_cells.hour_of_day
-            and left_cells.user_index = right_cells.user_index
-    group by left_cells.hour_of_day, left_cells.day_index, right_cells.day_index
+            day_pairs.hour_of_day = count_products.hour_of_day
+            and day_pairs.day_i = count_products.day_i
+            and day_pairs.day_j = count_products.day_j
+    left join mean_products as mean_i
+        on day_pairs.hour_of_day = mean_i.hour_of_day and day_pairs.day_i = mean_i.day_index
+    left join mean_products as mean_j
+        on day_pairs.hour_of_day = mean_j.hour_of_day and day_pairs.day_j = mean_j.day_index
+    left join normal_score_products
+        on
+            day_pairs.hour_of_day = normal_score_products.hour_of_day
+            and day_pairs.day_i = normal_score_products.day_i
+            and day_pairs.day_j = normal_score_products.day_j
 
 ),
 
