@@ -1,7 +1,8 @@
-{#- Post-hook of stg_lake__flow_lines: a lake file of which not one line could be read (no
-    permission, a .gz that is not gzip, …) is not bad data but a broken delivery, so the build
-    fails naming every such file, and the transaction (this load) is rolled back. A file read
-    in part (a truncated gzip) is kept: its lines are staged, the read error is quarantined. -#}
+{#- Post-hook of each staging shard (stg_lake__flow_lines_shard_N): a lake file of which not
+    one line could be read (no permission, a .gz that is not gzip, …) is not bad data but a
+    broken delivery, so the build fails naming every such file, and the transaction (this
+    shard's load) is rolled back. A file read in part (a truncated gzip) is kept: its lines
+    are staged, the read error is quarantined. -#}
 {% macro fail_on_unreadable_lake_files(relation) %}
     {%- set sql -%}
 do $$

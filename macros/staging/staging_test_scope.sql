@@ -1,11 +1,11 @@
 {#- The rows a data test looks at (dbt's `where` test config, see dbt's get_where_subquery).
     One value is the project's own: `where: latest_load` (set on the staging layer's tests in
     dbt_project.yml) keeps the rows of the latest staging load (the newest `loaded_at` of
-    stg_lake__flow_lines; the staging views carry it too), i.e. those that the build running
-    the test has just written (every staged row carries `loaded_at`, the start of the
-    dbt invocation that wrote it; a load writes one value). A full load tests all it loaded; a
-    nightly run tests only the new day instead of rescanning every day staged before, which
-    were tested when they were loaded. The newest `loaded_at` and its rows are found through
+    the staging shards; the staging views carry it too), i.e. those that the build running
+    the test has just written (every staged row carries `loaded_at`, the start of the dbt
+    invocation that wrote it; a load writes one value, in every shard). A full load tests all
+    it loaded; a nightly run tests only the new day instead of rescanning every day staged
+    before, which were tested when they were loaded. The newest `loaded_at` and its rows are found through
     the index on loaded_at. Var `staging_tests_scope: all` tests every row instead. Any other
     `where` is dbt's: a filter on the model's rows. -#}
 {% macro default__get_where_subquery(relation) -%}
@@ -18,11 +18,16 @@
         {%- if scope == 'all' -%}
             {%- do return(relation) -%}
         {%- endif -%}
-        {#- the newest loaded_at of the staged table itself (the views over it filter its rows,
-            and a max under their filter would not come from the index) -#}
-        {%- set staged = api.Relation.create(database=relation.database, schema=relation.schema,
-                                             identifier='stg_lake__flow_lines') -%}
-        {%- set where = "loaded_at = (select max(latest.loaded_at) from " ~ staged ~ " as latest)" -%}
+        {#- the newest loaded_at of the staged tables themselves, shard by shard (the views over
+            them filter or union their rows, and a max taken through them would not come from
+            the shards' indexes on loaded_at) -#}
+        {%- set newest = [] -%}
+        {%- for shard in range(staging_shard_count()) -%}
+            {%- set staged = api.Relation.create(database=relation.database, schema=relation.schema,
+                                                 identifier='stg_lake__flow_lines_shard_' ~ shard) -%}
+            {%- do newest.append("(select max(latest.loaded_at) from " ~ staged ~ " as latest)") -%}
+        {%- endfor -%}
+        {%- set where = "loaded_at = greatest(" ~ newest | join(", ") ~ ")" -%}
     {%- endif -%}
     {%- if where -%}
         {%- set filtered -%}

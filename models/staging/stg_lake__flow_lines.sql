@@ -1,308 +1,101 @@
-{#- pre_hook: the planner cannot estimate the lake (file_fdw guesses a few rows per day) and
-    would check each line against the repeated lines in a nested loop, quadratic in the size
-    of a day, or sort every line of the load to merge-join it with a handful of distrusted
-    files. Hash joins only (the small side hashed), for this model's transaction. -#}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['dt'],
-        on_schema_change='fail',
-        pre_hook=["set local enable_nestloop = off", "set local enable_mergejoin = off"],
-        post_hook=[
-            "create index if not exists {{ this.identifier }}__dt on {{ this }} (dt)",
-            "create index if not exists {{ this.identifier }}__loaded_at on {{ this }} (loaded_at)",
-            "create index if not exists {{ this.identifier }}__activity_date on {{ this }} (activity_date) where line_status = 'valid'",
-            "create index if not exists {{ this.identifier }}__first_lines on {{ this }} (dt, source_file) where line_number = 1",
-            "{{ fail_on_unreadable_lake_files(this) }}",
-        ],
-    )
-}}
-
-{#- Every lake line of the days being loaded, once: typed when valid, with the reason when
-    not. Only the days not loaded yet are read (see lake_dates_to_load). -#}
-{%- set expected_header = 'start_time,user_name,src_ip,dst_ip,dst_port,protocol,bytes' -%}
-{%- set dates = lake_dates_to_load(this if is_incremental() else none) -%}
-{%- set flow_days = flow_days_around(dates) -%}
+{#- Every lake line, once: the union of the staging shards, each of which loads its own lake
+    days in its own backend (see macros/staging/flow_lines_shard_model.sql; a shard added
+    there is added here too). A view: the planner pushes filters (dt, activity_date,
+    loaded_at) into each shard's indexes. -#}
 
 with
 
-lake_lines as (
+shard_0 as (
 
     select
         dt,
         source_file,
         line_number,
-        raw_line,
-        read_error
-    from {{ source('lake', 'flows') }}
-    where {{ date_in_list('dt', dates) }}
+        line_status,
+        reject_reason,
+        rejected_line,
+        started_at,
+        timestamp_format,
+        activity_date,
+        hour_of_day,
+        user_name,
+        src_ip,
+        dst_ip,
+        dst_port,
+        protocol,
+        bytes,
+        loaded_at
+    from {{ ref('stg_lake__flow_lines_shard_0') }}
 
 ),
 
-{# The fast path (see parse_flow_fields.sql): a data line of printable ASCII whose seven
-   fields have the common shapes is recognised with fewer, cheaper operations (no long regular
-   expressions); only the other lines go through the checks of `classified`, in their order. #}
-lake_lines_marked as (
+shard_1 as (
 
     select
         dt,
         source_file,
         line_number,
-        raw_line,
-        read_error,
-        read_error is null and line_number > 1 and raw_line ~ '^[\x20-\x7e]*$' as is_plain_line
-    from lake_lines
-    offset 0  -- noqa: AM09
+        line_status,
+        reject_reason,
+        rejected_line,
+        started_at,
+        timestamp_format,
+        activity_date,
+        hour_of_day,
+        user_name,
+        src_ip,
+        dst_ip,
+        dst_port,
+        protocol,
+        bytes,
+        loaded_at
+    from {{ ref('stg_lake__flow_lines_shard_1') }}
 
 ),
 
-decoded as (
+unioned as (
 
     select
         dt,
         source_file,
         line_number,
-        raw_line,
-        read_error,
-        is_plain_line,
-        case
-            when is_plain_line then raw_line
-            when raw_line ~ '^[\x01-\x7f]*$' then raw_line
-            when {{ is_valid_utf8_bytes('raw_line') }}
-                then convert_from(convert_to(raw_line, 'LATIN1'), 'UTF8')
-        end as line_text
-    from lake_lines_marked
-    -- offset 0 (here, in split and in fields) evaluates each step once per line: inlined,
-    -- every use of line_text or fields[i] below would repeat the decode and the split (about
-    -- 15 times a line; staging ran 2.2x slower)
-    offset 0  -- noqa: AM09
+        line_status,
+        reject_reason,
+        rejected_line,
+        started_at,
+        timestamp_format,
+        activity_date,
+        hour_of_day,
+        user_name,
+        src_ip,
+        dst_ip,
+        dst_port,
+        protocol,
+        bytes,
+        loaded_at
+    from shard_0
 
-),
-
-split as (
-
-    select
-        dt,
-        source_file,
-        line_number,
-        raw_line,
-        read_error,
-        is_plain_line,
-        line_text,
-        string_to_array(line_text, ',') as fields
-    from decoded
-    offset 0  -- noqa: AM09
-
-),
-
-fields as (
+    union all
 
     select
         dt,
         source_file,
         line_number,
-        raw_line,
-        read_error,
-        line_text,
-        cardinality(fields) as field_count,
-        fields[1] as start_time_text,
-        fields[2] as user_name,
-        fields[3] as src_ip_text,
-        fields[4] as dst_ip_text,
-        fields[5] as dst_port_text,
-        fields[6] as protocol,
-        fields[7] as bytes_text,
-        coalesce(
-            is_plain_line
-            and cardinality(fields) = 7
-            and btrim(fields[2]) <> '' and fields[2] = btrim(fields[2]) and length(fields[2]) <= 128
-            and {{ is_plain_ipv4('fields[3]') }}
-            and {{ is_plain_ipv4('fields[4]') }}
-            and case when fields[5] ~ '^[0-9]{1,5}$' then fields[5]::int <= 65535 else false end
-            and (fields[6] in ('tcp', 'udp', 'icmp') or fields[6] ~ '^[a-z0-9-]{1,16}$')
-            and fields[7] ~ '^[0-9]+$' and length(fields[7]) <= 13,
-            false
-        ) as has_plain_fields,
-        case
-            when {{ is_plain_iso_timestamp('fields[1]', flow_days) }} then 'iso8601'
-            when fields[1] ~ '^[0-9]{9,10}$' then 'epoch'
-        end as plain_timestamp_format
-    from split
-    offset 0  -- noqa: AM09
-
-),
-
-timed as (
-
-    select
-        *,
-        case
-            when plain_timestamp_format = 'iso8601' then start_time_text::timestamptz
-            when plain_timestamp_format = 'epoch' then to_timestamp(start_time_text::numeric)
-            else {{ parse_flow_timestamp('start_time_text') }}
-        end as started_at
-    from fields
-    offset 0  -- noqa: AM09
-
-),
-
-classified as (
-
-    select
-        *,
-        case
-            when
-                has_plain_fields and plain_timestamp_format is not null
-                and started_at >= dt - interval '1 day' and started_at < dt + interval '2 days'
-                then null
-            when read_error is not null and raw_line is null then 'file_read_error'
-            when read_error is not null then 'incomplete_line'
-            when line_number = 1 and line_text = '{{ expected_header }}' then null
-            when line_number = 1 then 'unexpected_header'
-            when line_text is null then 'invalid_utf8'
-            when line_text = '' then 'empty_line'
-            when line_text ~ '[\x01-\x1f\x7f]' then 'control_characters'
-            when field_count <> 7 then 'wrong_column_count'
-            when started_at is null then 'bad_timestamp'
-            when started_at < dt - interval '1 day' or started_at >= dt + interval '2 days'
-                then 'timestamp_outside_partition'
-            when btrim(user_name) = '' then 'empty_user'
-            when user_name <> btrim(user_name) or length(user_name) > 128 then 'bad_user_name'
-            when not {{ is_ip_address('src_ip_text') }} then 'bad_src_ip'
-            when not {{ is_ip_address('dst_ip_text') }} then 'bad_dst_ip'
-            when dst_port_text !~ '^[0-9]{1,5}$' or dst_port_text::int > 65535 then 'bad_dst_port'
-            when protocol !~ '^[a-z0-9-]{1,16}$' then 'bad_protocol'
-            when bytes_text ~ '^-[0-9]+$' then 'negative_bytes'
-            when bytes_text !~ '^[0-9]+$' then 'non_numeric_bytes'
-            when length(bytes_text) > 13 then 'bytes_out_of_range'
-        end as reject_reason
-    from timed
-    offset 0  -- noqa: AM09
-
-),
-
-{# A valid line repeated verbatim within its day is a re-delivered record: the first copy (by
-   file, then line number) is the flow, later copies are `duplicate_line`. Cheap: a hash
-   aggregate of the day's lines on a 4-byte hash finds the few repeated ones, and only those
-   are compared exactly and ranked (no sort of all lines). #}
-repeated_hashes as (
-
-    select
-        dt,
-        hashtext(line_text) as line_hash
-    from classified
-    where reject_reason is null and line_number > 1
-    group by dt, hashtext(line_text)
-    having count(*) > 1
-
-),
-
-later_copies as (
-
-    select
-        dt,
-        source_file,
-        line_number
-    from (
-        select
-            classified.dt,
-            classified.source_file,
-            classified.line_number,
-            row_number() over (
-                partition by classified.dt, classified.line_text
-                order by classified.source_file, classified.line_number
-            ) as copy_number
-        from classified
-        inner join repeated_hashes
-            on classified.dt = repeated_hashes.dt and hashtext(classified.line_text) = repeated_hashes.line_hash
-        where classified.reject_reason is null and classified.line_number > 1
-    ) as copies
-    where copy_number > 1
-
-),
-
-{# A file whose first line is not the expected header is distrusted as a whole (its columns
-   may be in another order): its other lines are rejected too. #}
-distrusted_files as (
-
-    select
-        dt,
-        source_file
-    from classified
-    where line_number = 1 and reject_reason = 'unexpected_header'
-
-),
-
-deduplicated as (
-
-    select
-        classified.dt,
-        classified.source_file,
-        classified.line_number,
-        classified.raw_line,
-        classified.read_error,
-        classified.line_text,
-        classified.start_time_text,
-        classified.user_name,
-        classified.src_ip_text,
-        classified.dst_ip_text,
-        classified.dst_port_text,
-        classified.protocol,
-        classified.bytes_text,
-        classified.started_at,
-        classified.plain_timestamp_format,
-        coalesce(
-            classified.reject_reason,
-            case when distrusted_files.source_file is not null then 'file_has_unexpected_header' end,
-            case when later_copies.line_number is not null then 'duplicate_line' end
-        ) as reject_reason
-    from classified
-    left join distrusted_files
-        on classified.dt = distrusted_files.dt and classified.source_file = distrusted_files.source_file
-    left join later_copies
-        on
-            classified.dt = later_copies.dt
-            and classified.source_file = later_copies.source_file
-            and classified.line_number = later_copies.line_number
-
-),
-
-flagged as (
-
-    select
-        *,
-        reject_reason is null and line_number > 1 as is_flow,
-        coalesce(plain_timestamp_format, {{ flow_timestamp_format('start_time_text') }}) as timestamp_format
-    from deduplicated
-
-),
-
-final as (
-
-    select
-        dt,
-        source_file,
-        line_number,
-        case
-            when reject_reason is not null then 'rejected'
-            when line_number = 1 then 'header'
-            else 'valid'
-        end::text as line_status,
-        reject_reason::text as reject_reason,
-        case when reject_reason is not null then coalesce(line_text, raw_line, read_error) end::text as rejected_line,
-        case when is_flow then started_at end as started_at,
-        case when is_flow then timestamp_format end::text as timestamp_format,
-        case when is_flow then (started_at at time zone 'UTC')::date end as activity_date,
-        case when is_flow then extract(hour from started_at at time zone 'UTC')::int end as hour_of_day,
-        case when is_flow then user_name end::text as user_name,
-        case when is_flow then src_ip_text::inet end as src_ip,
-        case when is_flow then dst_ip_text::inet end as dst_ip,
-        case when is_flow then dst_port_text::int end as dst_port,
-        case when is_flow then protocol end::text as protocol,
-        case when is_flow then bytes_text::bigint end as bytes,
-        '{{ run_started_at.isoformat() }}'::timestamptz as loaded_at
-    from flagged
+        line_status,
+        reject_reason,
+        rejected_line,
+        started_at,
+        timestamp_format,
+        activity_date,
+        hour_of_day,
+        user_name,
+        src_ip,
+        dst_ip,
+        dst_port,
+        protocol,
+        bytes,
+        loaded_at
+    from shard_1
 
 )
 
@@ -324,4 +117,4 @@ select
     protocol,
     bytes,
     loaded_at
-from final
+from unioned

@@ -482,15 +482,16 @@ def _without_programs(plan: list[str]) -> list[str]:
 
 def explain_staging(schema: str, day: dt.date) -> dict:
     """EXPLAIN ANALYZE of the compiled staging select, for one lake day (nothing is written)."""
+    # every shard compiles the same select (over its own days); shard 0's is measured
     compiled = next(_run_root(schema).glob(
-        "*/BuildStaging/compiled/traffic_anomalies/models/staging/stg_lake__flow_lines.sql"), None)
+        "*/BuildStaging/compiled/traffic_anomalies/models/staging/stg_lake__flow_lines_shard_0.sql"), None)
     if compiled is None:
-        return {"error": "compiled stg_lake__flow_lines.sql not found"}
+        return {"error": "compiled stg_lake__flow_lines_shard_0.sql not found"}
     sql = compiled.read_text()
     sql = re.sub(r"where dt in \([^)]*\)|where false", f"where dt = '{day.isoformat()}'::date", sql, count=1)
     # The planner settings the model's pre_hook makes (without them the plan is another one,
     # quadratic in the size of the day).
-    model = (PROJECT_DIR / "models" / "staging" / "stg_lake__flow_lines.sql").read_text()
+    model = (PROJECT_DIR / "macros" / "staging" / "flow_lines_shard_model.sql").read_text()
     settings = re.findall(r"set local (\w+) = (\w+)", model)
     with _connect() as conn, conn.cursor() as cur:
         cur.execute("set jit = off")
@@ -577,7 +578,10 @@ def run(opts: Options) -> dict:
     report["incremental"] = {
         "run": incremental,
         "share_of_full_run": round(incremental["wall_s"] / full["wall_s"], 3),
-        "rows_written": {k: rows.get(k) for k in ("stg_lake__flow_lines", "int_hourly_counts", "int_pca_input")},
+        "rows_written": {
+            # stg_lake__flow_lines is the union view of the staging shards: the shards write its rows
+            "stg_lake__flow_lines": sum(v for k, v in rows.items() if k.startswith("stg_lake__flow_lines_shard_")),
+            **{k: rows.get(k) for k in ("int_hourly_counts", "int_pca_input")}},
         "recomputed": {
             "staging": "only the new lake partition: lake_dates_to_load lists the days not loaded yet, "
                        "and the filter on dt is a literal list, so the other partitions' files are never opened",

@@ -125,6 +125,31 @@ def test_a_second_build_loads_nothing_twice(staged):
     assert before == after
 
 
+def test_the_staging_shards_split_the_days_and_are_built_at_once(staged):
+    """Each lake day lives in exactly one shard (day number modulo 2), stg_lake__flow_lines is
+    their union, and dbt builds the two shards at the same time (one backend each)."""
+    project, lake = staged
+    days = sorted(p.name.removeprefix("dt=") for p in (lake / "flows").glob("dt=*"))
+    # the views over the shards too: a full refresh replaces the shard tables (drop cascade)
+    project.run("run", "--select", "path:models/staging", "--full-refresh", vars={"lake_root": str(lake)})
+    timing = {}
+    for result in project.run_results()["results"]:
+        name = result["unique_id"].split(".")[-1]
+        execute = next(t for t in result["timing"] if t["name"] == "execute")
+        timing[name] = (datetime.fromisoformat(execute["started_at"].rstrip("Z")),
+                        datetime.fromisoformat(execute["completed_at"].rstrip("Z")))
+    (start_0, end_0), (start_1, end_1) = timing["stg_lake__flow_lines_shard_0"], timing["stg_lake__flow_lines_shard_1"]
+    assert start_0 < end_1 and start_1 < end_0, timing  # the two builds overlap
+    by_shard = {}
+    for shard in (0, 1):
+        rows = query(f"select dt::text, count(*) from {project.relation(f'stg_lake__flow_lines_shard_{shard}')} group by 1")
+        by_shard[shard] = dict(rows)
+        assert rows and all(datetime.fromisoformat(d).toordinal() % 2 == shard for d, _ in rows), (shard, rows)
+    assert sorted([*by_shard[0], *by_shard[1]]) == days
+    union = dict(query(f"select dt::text, count(*) from {project.relation('stg_lake__flow_lines')} group by 1"))
+    assert union == {**by_shard[0], **by_shard[1]}
+
+
 @pytest.mark.parametrize(
     "lake_root",
     ["relative/path", "/tmp/x'; drop table y; --", "/tmp/$(touch /tmp/pwned)", "/tmp/../etc", "/tmp/a b"],

@@ -1,0 +1,1 @@
+{{ flow_lines_shard_model() }}
