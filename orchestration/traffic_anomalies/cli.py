@@ -9,17 +9,21 @@ from collections.abc import Sequence
 
 from traffic_anomalies import localdb
 
-# Sub-command modules; each exposes add_parser(subparsers) and sets `func` on its parser.
-# Imported lazily by name so that `db status` does not pay for importing dbt or luigi.
-COMMAND_MODULES: tuple[str, ...] = (
-    "traffic_anomalies.lake",
-    "traffic_anomalies.demo",
-    "traffic_anomalies.nightly",
-    "traffic_anomalies.report",
-    "traffic_anomalies.docs",
-    "traffic_anomalies.evaluate",
-    "traffic_anomalies.bench",
-)
+# Sub-command -> the module that defines it (add_parser(subparsers) sets `func`). Only the
+# module of the command being run is imported: `db status` does not pay for dbt or luigi, and
+# `nightly` does not import numpy (the lake generator's), whose BLAS thread pool would keep
+# the nightly from forking its warm dbt steps (see dbt.can_fork).
+COMMAND_MODULES: dict[str, str] = {
+    "lake": "traffic_anomalies.lake",
+    "demo": "traffic_anomalies.demo",
+    "nightly": "traffic_anomalies.nightly",
+    "backfill": "traffic_anomalies.nightly",
+    "scheduler": "traffic_anomalies.nightly",
+    "report": "traffic_anomalies.report",
+    "docs": "traffic_anomalies.docs",
+    "evaluate": "traffic_anomalies.evaluate",
+    "bench": "traffic_anomalies.bench",
+}
 
 
 def _db_command(args: argparse.Namespace) -> int:
@@ -40,7 +44,8 @@ def _db_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: the named command's module only, every module for help or a typo."""
     parser = argparse.ArgumentParser(
         prog="traffic-anomalies",
         description="Anomalous users in network-traffic logs, computed in PostgreSQL or Greenplum.",
@@ -49,13 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the database: up | down | status | env")
     db.add_argument("action", choices=["up", "down", "status", "env"])
     db.set_defaults(func=_db_command)
-    for name in COMMAND_MODULES:
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    command = words[0] if words else None
+    if command == "db":
+        modules: list[str] = []
+    elif command in COMMAND_MODULES:
+        modules = [COMMAND_MODULES[command]]
+    else:  # help, or a command argparse is about to say it does not know
+        modules = list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in modules:
         importlib.import_module(name).add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     return int(args.func(args) or 0)
 
 

@@ -238,6 +238,26 @@ def test_forks_only_from_a_process_without_native_threads(tiny_project: Path, sc
     assert (tiny_project / "t_warm" / "partial_parse.msgpack").exists()
 
 
+def test_the_cli_imports_only_the_command_it_runs_so_the_nightly_can_fork() -> None:
+    """`traffic-anomalies nightly` must not import the lake generator's numpy: its BLAS thread
+    pool is a native thread, and a process with one runs every dbt step as a new CLI process
+    (~4 s more a step) instead of forking them. Help still lists every command."""
+    code = textwrap.dedent("""
+        import sys
+        from traffic_anomalies import cli, dbt
+        cli.build_parser(["nightly", "--date", "2017-01-10"])
+        print("nightly", "numpy" in sys.modules, "traffic_anomalies.nightly" in sys.modules, dbt.can_fork())
+        cli.build_parser(["db", "status"])
+        print("db", "traffic_anomalies.report" in sys.modules)
+        helped = cli.build_parser([]).format_help()
+        print("help", all(c in helped for c in ("nightly", "lake", "bench", "evaluate", "report", "demo")))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TA_DBT_SUBPROCESS"}
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["nightly False True True", "db False", "help True"]
+
+
 def test_dbt_selection_matching_nothing_is_an_error(tiny_project: Path, schema: str) -> None:
     with pytest.raises(DbtError, match="selected no nodes"):
         run_dbt(["build"], select=["int_pca_hour_99"], target_path=tiny_project / "t_none",
