@@ -9,40 +9,31 @@ and the backends serving it.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from traffic_anomalies import bench_nightly
 
-from conftest import server_readable_dir
-
-USERS, DAYS = 60, 30
-
 
 @pytest.fixture(scope="module")
-def agreement(module_dbt_project, tmp_path_factory):
-    lake_root = server_readable_dir("bench")
-    try:
-        lake, _ = bench_nightly.ensure_lake(lake_root, USERS, DAYS)
-        run_date = bench_nightly.START + dt.timedelta(days=DAYS - 1)
-        dbt_vars = {"lake_root": str(lake), "run_date": run_date.isoformat()}
-        module_dbt_project.run("run-operation", "stage_external_sources", vars=dbt_vars)
-        module_dbt_project.run("run", vars=dbt_vars)
-        out = tmp_path_factory.mktemp("reference")
-        reference = bench_nightly.run_reference(lake, run_date, out, write_counts=True)
-        yield reference, bench_nightly.compare(module_dbt_project.schema, out, full_counts=True)
-    finally:
-        shutil.rmtree(lake_root, ignore_errors=True)
+def agreement(sample_built, sample_lake, tmp_path_factory):
+    """The pandas reference on the files of conftest's sample lake, against the shared build
+    of the whole project on it (`dbt run`: every model, run_date = the lake's last day)."""
+    lake = Path(sample_lake.out_dir).resolve()
+    days = sorted(dt.date.fromisoformat(p.name.removeprefix("dt=")) for p in (lake / "flows").glob("dt=*"))
+    out = tmp_path_factory.mktemp("reference")
+    reference = bench_nightly.run_reference(lake, days[-1], out, write_counts=True)
+    return reference, bench_nightly.compare(sample_built.schema, out, full_counts=True), len(days)
 
 
 def test_hourly_counts_agree(agreement):
-    reference, result = agreement
+    reference, result, days = agreement
     totals = result["hourly_counts_totals"]
     assert totals["equal"], totals
-    assert totals["pandas"]["flows"] > 10_000 and totals["pandas"]["days"] == DAYS
+    assert totals["pandas"]["flows"] > 10_000 and totals["pandas"]["days"] == days
     assert result["hourly_counts_by_day_hour"]["differing_cells"] == 0, result["hourly_counts_by_day_hour"]
     assert result["hourly_counts_rows"]["rows"] == totals["pandas"]["rows"]
     assert result["hourly_counts_rows"]["differing_rows"] == 0, result["hourly_counts_rows"]
@@ -50,7 +41,7 @@ def test_hourly_counts_agree(agreement):
 
 
 def test_pca_and_outliers_agree(agreement):
-    _, result = agreement
+    _, result, _ = agreement
     assert result["components_per_hour"]["equal"], result["components_per_hour"]
     assert result["component_max_abs_diff_up_to_sign"] < 1e-6
     for method, outliers in result["outliers"].items():

@@ -137,30 +137,39 @@ def full_run(nightly_reference) -> tuple[Pipeline, subprocess.CompletedProcess]:
 
 def test_steps_select_every_model_exactly_once(database: dict[str, str], tmp_path: Path) -> None:
     """The selection table of tasks.py against the models as they are now."""
-    from traffic_anomalies.dbt import dbt_executable
-
-    def ls(*selection: str) -> set[str]:
-        listed = subprocess.run(
-            [dbt_executable(), "ls", "--resource-type", "model", "--output", "name", "--quiet",
-             "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
-             "--target-path", str(tmp_path / "ls"), *selection],
-            capture_output=True, text=True, check=True, cwd=PROJECT_DIR,
-        )
-        return {line.strip() for line in listed.stdout.splitlines() if line.strip()}
-
-    everything = ls()
-    chosen: dict[str, set[str]] = {}
+    common = ["ls", "--resource-type", "model", "--output", "name", "--quiet",
+              "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
+              "--target-path", str(tmp_path / "ls")]
+    listings: dict[str, list[str]] = {"everything": []}
     for name, step in tasks.STEPS.items():
         if step.command != ("build",):
             continue
         per_hour = "{hour" in " ".join(step.select)
-        # The 24 hours in one listing (one dbt start-up instead of 24), each hour one model.
+        # The 24 hours in one listing, each hour one model.
         selectors = [s.format(hour=h) for s in step.select for h in (range(24) if per_hour else [None])]
-        args = ["--select", *selectors]
-        if step.exclude:
-            args += ["--exclude", *step.exclude]
-        chosen[name] = ls(*args)
-        if per_hour:
+        listings[name] = ["--select", *selectors] + (["--exclude", *step.exclude] if step.exclude else [])
+    # Every listing by dbt's own selection, in one process (one import and one parse of dbt).
+    script = (
+        "import json, sys\n"
+        "from dbt.cli.main import dbtRunner\n"
+        "common, listings = json.loads(sys.argv[1])\n"
+        "runner, out = dbtRunner(), {}\n"
+        "for key, args in listings.items():\n"
+        "    result = runner.invoke([*common, *args])\n"
+        "    assert result.success, (key, result.exception)\n"
+        "    out[key] = sorted(result.result)\n"
+        "print('LISTINGS ' + json.dumps(out))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script, json.dumps([common, listings])],
+                         capture_output=True, text=True, cwd=PROJECT_DIR)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    line = next(x for x in ran.stdout.splitlines() if x.startswith("LISTINGS "))
+    listed = {key: set(names) for key, names in json.loads(line.removeprefix("LISTINGS ")).items()}
+    everything = listed.pop("everything")
+    assert len(everything) > 24 and "stg_flows" in everything, everything
+    chosen: dict[str, set[str]] = listed
+    for name, step in tasks.STEPS.items():
+        if name in chosen and "{hour" in " ".join(step.select):
             assert len(chosen[name]) == 24, chosen[name]
     assert all(chosen.values()), {k for k, v in chosen.items() if not v}
     union = set().union(*chosen.values())

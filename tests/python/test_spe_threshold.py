@@ -8,9 +8,7 @@ must agree with int_pca_spe_limits and fct_day_anomalies to 1e-8 (relative).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -24,15 +22,9 @@ H0_FLOOR = 0.001  # macro spe_h0_floor
 
 
 @pytest.fixture(scope="module")
-def built(module_dbt_project, lake_dir_factory):
-    from traffic_anomalies.lake import generate_lake
-
-    lake = generate_lake(lake_dir_factory("spe"), users=30, days=24, start=dt.date(2017, 3, 1), seed=11, clean=True)
-    project = module_dbt_project
-    lake_root = str(Path(lake.out_dir).resolve())
-    project.run("run-operation", "stage_external_sources", vars={"lake_root": lake_root})
-    project.run("build", "--select", "+fct_day_anomalies", "+fct_user_outliers", vars={"lake_root": lake_root})
-    return project
+def built(sample_built):
+    """conftest's shared build of the whole project on the sample lake (read only)."""
+    return sample_built
 
 
 def hour_matrix(project, hour: int) -> np.ndarray:
