@@ -332,7 +332,11 @@ begin
             -- 2-D array.
             when 'outer' then format(
                 'kq as (select __gid, array_agg(arr order by blk) as ku from (%s) kb group by __gid)',
-                (select string_agg(format('select __gid, %s as blk, array[%s]::float8[] as arr from dc group by __gid',
+                -- one group: a plain aggregate per chunk (grouping by the
+                -- constant id would sort dc's wide rows once per chunk)
+                (select string_agg(format(case when v_grouped
+                                               then 'select __gid, %s as blk, array[%s]::float8[] as arr from dc group by __gid'
+                                               else 'select 1 as __gid, %s as blk, array[%s]::float8[] as arr from dc having count(*) > 0' end,
                                           c.blk, c.ex), ' union all ' order by c.blk)
                  from (select e.q / 256 as blk, string_agg(e.ex, ', ' order by e.q) as ex
                        from (select (gi.i - 1) * ns - (gi.i - 1) * (gi.i - 2) / 2 + gj.j - gi.i as q,
