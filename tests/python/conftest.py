@@ -24,10 +24,11 @@ VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def database() -> dict[str, str]:
+def database() -> Iterator[dict[str, str]]:
     """Start the database if it is ours, and export its PG* variables for dbt and psycopg2."""
     localdb.up()
-    return localdb.apply_connection_env()
+    yield localdb.apply_connection_env()
+    WarmDbt.close()
 
 
 def connect() -> psycopg2.extensions.connection:
@@ -49,6 +50,65 @@ def query(sql: str, params: tuple = ()) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
+# The warm launcher: dbt imported once, then one forked child per command (reads JSON lines
+# {"args", "env"} on stdin, answers {"code", "out"} on stdout).
+_LAUNCHER = """
+import json, sys, tempfile
+from pathlib import Path
+from traffic_anomalies import PROJECT_DIR, dbt
+dbt.preload()
+for line in sys.stdin:
+    request = json.loads(line)
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out:
+        code = dbt._run_forked(request["args"], cwd=PROJECT_DIR, env=request["env"], out=out)
+        out.seek(0)
+        reply = {"code": code, "out": out.read()}
+    sys.stdout.write(json.dumps(reply) + "\\n")
+    sys.stdout.flush()
+"""
+
+
+class WarmDbt:
+    """dbt commands for the tests as forks of one process that has imported dbt, the way the
+    nightly runs its steps (traffic_anomalies.dbt): the same CLI, exit codes and output
+    (stdout and stderr together), without ~2.5 s of imports per command. TA_DBT_SUBPROCESS=1
+    starts the `dbt` CLI for each command instead."""
+
+    _instance: WarmDbt | None = None
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, cwd=PROJECT_DIR)
+
+    @staticmethod
+    def usable() -> bool:
+        from traffic_anomalies import dbt
+
+        return not dbt.subprocess_only()
+
+    @classmethod
+    def get(cls) -> WarmDbt:
+        if cls._instance is None or cls._instance.process.poll() is not None:
+            cls._instance = cls()
+        return cls._instance
+
+    @classmethod
+    def close(cls) -> None:
+        if cls._instance is not None:
+            cls._instance.process.stdin.close()
+            cls._instance.process.wait(timeout=30)
+            cls._instance = None
+
+    def run(self, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+        self.process.stdin.write(json.dumps({"args": args, "env": env}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the warm dbt launcher died (exit {self.process.wait()})")
+        reply = json.loads(line)
+        return subprocess.CompletedProcess(["dbt", *args], reply["code"], stdout=reply["out"], stderr="")
+
+
 @dataclass
 class DbtProject:
     """dbt on the real project, writing into its own schema (and `<schema>_lake`)."""
@@ -67,7 +127,10 @@ class DbtProject:
         ]
         if vars:
             cmd += ["--vars", json.dumps(vars)]
-        result = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, cwd=PROJECT_DIR)
+        if WarmDbt.usable():
+            result = WarmDbt.get().run(cmd[1:], env=self.env())
+        else:
+            result = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, cwd=PROJECT_DIR)
         if check and result.returncode != 0:
             raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
         return result
