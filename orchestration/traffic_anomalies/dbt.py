@@ -10,7 +10,9 @@ Two ways to get that process. By default the `dbt` CLI is started as a subproces
 run does so before Luigi starts its workers), the step process is a `fork()` of the caller
 instead, running dbt's own CLI entry point on the same arguments: same process isolation, same
 exit codes, same output file, without paying the imports again for each of the ~30 steps of a
-night. `TA_DBT_SUBPROCESS=1` forces the subprocess.
+night. When `warm_up()` has parsed the project too, a forked step with the same project files,
+vars and environment runs on that manifest instead of parsing again. `TA_DBT_SUBPROCESS=1`
+forces the subprocess.
 """
 
 from __future__ import annotations
@@ -214,7 +216,35 @@ def warm_up(
             from dbt.events.logging import cleanup_event_logger
 
             cleanup_event_logger()  # no dbt log handler may outlive this file
+    global _warm_manifest
+    _warm_manifest = (_parse_key(args, os.environ), result.result) if result.success else None
     return result.success
+
+
+# The manifest the warm-up parsed and what it was parsed from. A forked step whose project
+# files, project and profiles directories, vars and environment are the same runs on it
+# (dbt's programmatic runner with a manifest) instead of loading the partial-parse file and
+# checking every file again (~1 s a step); any difference and the step parses as usual.
+_warm_manifest: tuple[tuple, Any] | None = None
+_PARSE_OPTIONS = ("--project-dir", "--profiles-dir", "--vars", "--target", "--profile")
+_NOT_PROJECT_FILES = frozenset({"target", "logs", "lake", "dbt_packages", "bench"})
+
+
+def _parse_key(args: Sequence[str], env: Mapping[str, str]) -> tuple:
+    """What a parse of the project depends on, for the command line `args` run with `env`."""
+    options = tuple(args[args.index(o) + 1] if o in args else None for o in _PARSE_OPTIONS)
+    project_dir = Path(options[0] or ".").resolve()
+    files = []
+    for folder, folders, names in os.walk(project_dir):
+        if folder == str(project_dir):  # not what dbt writes or reads as data
+            folders[:] = [f for f in folders if not f.startswith(".") and f not in _NOT_PROJECT_FILES]
+        for name in names:
+            if name.endswith((".sql", ".yml", ".yaml", ".csv", ".md", ".py")):
+                stat = os.stat(os.path.join(folder, name))
+                files.append((folder, name, stat.st_mtime_ns, stat.st_size))
+    variables = tuple(sorted((k, v) for k, v in env.items()
+                             if k.startswith(("TA_", "PG", "DBT_")) and k != "DBT_SEND_ANONYMOUS_USAGE_STATS"))
+    return options, variables, tuple(sorted(files))
 
 
 def subprocess_only() -> bool:
@@ -244,6 +274,20 @@ def native_threads() -> int:
         return 0
 
 
+def _invoke_with_manifest(args: Sequence[str], manifest: Any) -> int:
+    """dbt `args` on an already parsed manifest; the `dbt` CLI's exit status (0 success,
+    1 a node failed, 2 an error), with click's message for a usage error as the CLI prints it."""
+    from dbt.cli.exceptions import DbtUsageException
+    from dbt.cli.main import dbtRunner
+
+    result = dbtRunner(manifest=manifest).invoke(list(args))
+    if result.success:
+        return 0
+    if isinstance(result.exception, DbtUsageException):
+        print(f"Error: {result.exception}", file=sys.stderr)
+    return 1 if result.exception is None else 2
+
+
 def _run_forked(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], out: Any) -> int:
     """Run dbt's CLI entry point on `args` in a forked child; return its exit status."""
     for stream in (sys.stdout, sys.stderr, out):
@@ -263,11 +307,14 @@ def _run_forked(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], out: 
             # (a test runner's capture, a redirected logger).
             sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False)
             sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False)
-            from dbt.cli.main import cli
+            sys.argv = ["dbt", *args]  # what dbt logs as its invocation
+            if _warm_manifest is not None and _warm_manifest[0] == _parse_key(args, env):
+                code = _invoke_with_manifest(args, _warm_manifest[1])
+            else:
+                from dbt.cli.main import cli
 
-            sys.argv = ["dbt", *args]
-            cli()  # click ends it with SystemExit(status), as the `dbt` script does
-            code = 0
+                cli()  # click ends it with SystemExit(status), as the `dbt` script does
+                code = 0
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
         except BaseException:  # noqa: BLE001 - reported in the output file, status 2

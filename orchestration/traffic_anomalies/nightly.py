@@ -249,13 +249,13 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
         with runstate.connection() as conn:
             runstate.ensure_meta(conn)
         print(f"{label}: schema {schema}, {scheduler_text}, {args.workers} workers", file=sys.stderr)
-        warmed_up = not dbt_runner.can_fork()  # no warm-up where steps could not be forked anyway
+        can_fork = dbt_runner.can_fork()  # no warm-up where steps could not be forked anyway
         for date in dates:
             task = tasks.NightlyRun(date=date, lake_root=lake_root, dbt_vars=args.vars)
-            if not warmed_up and not task.complete():
-                warmed_up = True
-                # Once, before Luigi forks its workers: every dbt step is then a fork of a
-                # process that has dbt imported and warmed up (see dbt.py), ~4 s less a step.
+            if can_fork and not task.complete():
+                # Before Luigi forks its workers, for each date (its vars differ): every dbt
+                # step is then a fork of a process that has dbt imported and this date's
+                # project parsed (see dbt.py), ~5 s less a step.
                 tasks.warm_up_dbt(task)
             outcomes.append(build_date(task, args.workers, scheduler))
             if outcomes[-1].code != 0:

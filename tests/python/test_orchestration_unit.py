@@ -205,11 +205,25 @@ project = Path(sys.argv[1])
 assert dbt_runner.warm_up(target_path=project / "t_warm", dbt_vars={"run_date": "2024-01-04"},
                           project_dir=project)
 assert dbt_runner.native_threads() == 0 and dbt_runner.use_fork()
+# Nothing changed since the warm-up: the child runs on its manifest (no parse at all), with the
+# CLI's results and exit status (1 when a node fails, and dbt's message in the output).
+result = dbt_runner.run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-04"},
+                            target_path=project / "t_reuse", project_dir=project)
+print("reused", [n.status for n in result.nodes], "partial parsing" not in (project / "t_reuse" / "dbt.log").read_text().lower())
+try:
+    dbt_runner.run_dbt(["run"], select=["broken"], dbt_vars={"run_date": "2024-01-04"},
+                       target_path=project / "t_reuse_bad", project_dir=project)
+except dbt_runner.DbtError as exc:
+    print("failed", exc.result.returncode, exc.failed_nodes, "no_such_column" in str(exc))
+# Other vars: a parse of its own.
+result = dbt_runner.run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-05"},
+                            target_path=project / "t_other", project_dir=project)
+print("other vars", [n.status for n in result.nodes], "partial parsing" in (project / "t_other" / "dbt.log").read_text().lower())
 # A changed model makes the forked child parse the project again (static parser included).
 (project / "models" / "good.sql").write_text((project / "models" / "good.sql").read_text() + " -- changed\\n")
 result = dbt_runner.run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-04"},
                             target_path=project / "t_after", project_dir=project)
-print("statuses", [n.status for n in result.nodes])
+print("statuses", [n.status for n in result.nodes], "partial parsing" in (project / "t_after" / "dbt.log").read_text().lower())
 
 # A native thread pool in this process (dbt's Rust static parser starts one): no more forks.
 from dbt.cli.main import dbtRunner
@@ -231,7 +245,10 @@ def test_forks_only_from_a_process_without_native_threads(tiny_project: Path, sc
                          capture_output=True, text=True, timeout=300, env=env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ran.stdout.splitlines() == [
-        "statuses ['success']",
+        "reused ['success'] True",
+        "failed 1 ('broken',) True",
+        "other vars ['success'] True",
+        "statuses ['success'] True",
         "native threads True fork False",
         "statuses ['success']",
     ]
