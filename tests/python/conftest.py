@@ -54,7 +54,6 @@ def query(sql: str, params: tuple = ()) -> list[tuple]:
 # {"args", "env"} on stdin, answers {"code", "out"} on stdout).
 _LAUNCHER = """
 import json, sys, tempfile
-from pathlib import Path
 from traffic_anomalies import PROJECT_DIR, dbt
 dbt.preload()
 for line in sys.stdin:
