@@ -288,8 +288,9 @@ begin
         %5$s,
         st as (
             select __gid, coalesce(sum(bad), 0) + count(*) filter (where b is null or b < 1 or b > %4$s) as bad,
-                   count(*) filter (where not ok) as dup, %6$s as cs
+                   count(*) filter (where not ok) as dup
             from dc group by __gid),
+        %6$s
         %7$s
         select gg.__gid, %8$s, %9$s,
                coalesce(sum(st.bad) over (), 0), coalesce(sum(st.dup) over (), 0)
@@ -322,8 +323,18 @@ begin
              dc as materialized (select __gid, b, d is not null as ok, s, bad, %2$s from dv)',
             ns, case when v_form = 'long' then 'null::float8 as c0'
                      else madlib_compat._list('nullif(d[%1$s], 0) as c%1$s', ns) end) end,
-        case when v_wide then format('madlib_compat._dense(%s, array_agg(b), array_agg(s))', m)
-             else 'null::float8[]' end,
+        -- wide: the col_dim column sums (the means), zero where a column has
+        -- no non-zero, scattered set-based (a PL/pgSQL loop over col_dim
+        -- positions cost ~3 % of a call)
+        case when v_wide then format(
+            'cm as (
+                select gg.__gid, array_agg(coalesce(d.s, 0) order by p.b) as cs
+                from (%s) gg
+                cross join generate_series(1, %s) p(b)
+                left join dc d on d.b = p.b%s
+                group by gg.__gid),',
+            v_groups_sql, m, case when v_grouped then ' and d.__gid = gg.__gid' end)
+             else '' end,
         case v_form
             -- the upper triangle (then, tall, the sums) in chunks of 256 aggregates,
             -- one scan of dc each: the planner compares every aggregate with all
@@ -379,7 +390,7 @@ begin
         case when v_form = 'outer' then format('null::int[], case when kq.ku is not null then (array(select unnest(kq.ku)))[1:%s] end', ns * (ns + 1) / 2)
              else 'kf.ka, kf.kf' end,
         -- sums over the small side (tall: the column sums)
-        case when v_wide then 'st.cs'
+        case when v_wide then 'cm.cs'
              when v_form = 'outer' then format('case when kq.ku is not null then (array(select unnest(kq.ku)))[%s:%s] end', ns * (ns + 1) / 2 + 1, ns * (ns + 1) / 2 + ns)
              else 'madlib_compat._dense(' || ns || ', ks.ka, ks.sa)' end,
         v_groups_sql,
@@ -392,7 +403,10 @@ begin
             format('left join kf on %1$s left join ks on %2$s',
                    case when v_grouped then 'kf.__gid = gg.__gid' else 'true' end,
                    case when v_grouped then 'ks.__gid = gg.__gid' else 'true' end)
-        end);
+        end
+        || case when v_wide then
+               format(' left join cm on %s', case when v_grouped then 'cm.__gid = gg.__gid' else 'true' end)
+           else '' end);
 
     -- --------------------------------------------- per group: small eigenproblem
     for v_grp, v_ka, v_kf, v_cs, v_bad, v_dup in execute v_sql loop
@@ -680,36 +694,35 @@ begin
             case when v_wide then madlib_compat._list('s.yy[u.o][%1$s] as y%1$s', v_kmax)
                  else format('array[%s] as y', madlib_compat._list('s.yy[u.o][%1$s]', v_kmax)) end);
         if v_wide then
-            -- one sort per group builds the col_dim x k matrix of unit-length
-            -- components (each row of Y over the column norms); component i is
-            -- then its i-th column (padding columns of groups with fewer
-            -- components have norm 0: null)
+            -- component i of a group is column i of Y over its norm, as a
+            -- col_dim-long array (0 where a column has no non-zero): the rows of
+            -- Y go through one sort by (group, column), then k plain array_aggs
+            -- collect them in that order (a sorted subquery feeding an aggregate
+            -- keeps its order; no join sits in between). Padding columns of
+            -- groups with fewer components have norm 0 (null) and are not emitted.
             v_sql := v_sql || format($q$,
                 sg as (select __gid, %1$s from y group by __gid),
-                yy as (
-                    select %9$s, array_agg(z.yr order by z.b) as yy
-                    from (select gs.__gid, gs.b, case when y.b is null then $7 else array[%2$s] end as yr
-                            from (select gi.__gid, b from gi cross join generate_series(1, %3$s) b where gi.kg > 0) gs
+                ca as (
+                    select z.__gid, %2$s
+                    from (select gs.__gid, %3$s
+                            from (select gi.__gid, b from gi cross join generate_series(1, %4$s) b where gi.kg > 0) gs
                             join sg on sg.__gid = gs.__gid
                             left join y on y.__gid = gs.__gid and y.b = gs.b
-                          offset 0) z   -- rows of k values, not of y's and sg's 2k columns, go to the sorts
-                    %10$s)
-            insert into %4$s
-            select t.i, array(select unnest(yy.yy[1:%3$s][t.i:t.i])),
-                   t.sig / sqrt(%5$s - 1), t.sig * t.sig / q.total %6$s
+                           order by gs.__gid, gs.b) z
+                    group by z.__gid)
+            insert into %5$s
+            select t.i, t.pc, t.sig / sqrt(%6$s - 1), t.sig * t.sig / q.total %7$s
             from gi q
-            join yy on yy.__gid = q.__gid
+            join ca on ca.__gid = q.__gid
             join sg on sg.__gid = q.__gid
-            cross join lateral (values %7$s) t(i, sig) %8$s
+            cross join lateral (values %8$s) t(i, pc, sig) %9$s
             where t.i <= q.kg
             order by q.o, t.i $q$,
                 madlib_compat._list('sqrt(sum(y%1$s * y%1$s)) as s%1$s', v_kmax),
-                madlib_compat._list('y.y%1$s / nullif(sg.s%1$s, 0)', v_kmax),
+                madlib_compat._list('array_agg(z.v%1$s) as a%1$s', v_kmax),
+                madlib_compat._list('coalesce(y.y%1$s / nullif(sg.s%1$s, 0), 0) as v%1$s', v_kmax),
                 m, v_pcq, n::float8, v_gsel,
-                madlib_compat._list('(%1$s, sg.s%1$s)', v_kmax), v_gfrom,
-                -- one group: a plain aggregate (grouping would sort the rows first)
-                case when v_grouped then 'z.__gid' else '1 as __gid' end,
-                case when v_grouped then 'group by z.__gid' else 'having count(*) > 0' end);
+                madlib_compat._list('(%1$s, ca.a%1$s, sg.s%1$s)', v_kmax), v_gfrom);
         else
             -- rows without any non-zero contribute (0 - shift)^2
             v_sql := v_sql || format($q$,
