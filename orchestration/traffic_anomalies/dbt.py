@@ -218,7 +218,27 @@ def warm_up(
             cleanup_event_logger()  # no dbt log handler may outlive this file
     global _warm_manifest
     _warm_manifest = (_parse_key(args, os.environ), result.result) if result.success else None
+    if result.success:
+        precompile_macros(result.result)
     return result.success
+
+
+def precompile_macros(manifest: Any) -> None:
+    """Compile the Jinja template of every macro of `manifest` in this process.
+
+    dbt keeps compiled macro templates in a process-wide cache keyed by the macro's text, and
+    forked steps inherit it: each step would otherwise compile the ~90 macros it uses itself
+    (~0.45 s, a third of a small step), here all ~560 are compiled once (~1 s).
+    """
+    try:
+        from dbt_common.clients.jinja import template_cache
+    except ImportError:  # another dbt layout: the steps compile what they use, as before
+        return
+    for macro in getattr(manifest, "macros", {}).values():
+        try:
+            template_cache.get_node_template(macro)
+        except Exception:  # noqa: BLE001 - a macro that does not compile fails where it is used
+            continue
 
 
 # The manifest the warm-up parsed and what it was parsed from. A forked step whose project
@@ -274,13 +294,25 @@ def native_threads() -> int:
         return 0
 
 
+# Commands whose only artifact the caller reads is run_results.json. On a reused manifest they
+# run with --no-write-json and the results are written here: dbt would also serialise the whole
+# manifest (~2 MB of JSON, ~0.45 s, a third of a small step), which nothing reads.
+_RESULTS_ONLY = frozenset({"build", "run", "test", "seed", "run-operation"})
+
+
 def _invoke_with_manifest(args: Sequence[str], manifest: Any) -> int:
     """dbt `args` on an already parsed manifest; the `dbt` CLI's exit status (0 success,
     1 a node failed, 2 an error), with click's message for a usage error as the CLI prints it."""
     from dbt.cli.exceptions import DbtUsageException
     from dbt.cli.main import dbtRunner
 
-    result = dbtRunner(manifest=manifest).invoke(list(args))
+    args = list(args)
+    results_only = bool(args) and args[0] in _RESULTS_ONLY and "--target-path" in args
+    if results_only:
+        args.append("--no-write-json")
+    result = dbtRunner(manifest=manifest).invoke(args)
+    if results_only and hasattr(result.result, "write"):
+        result.result.write(str(Path(args[args.index("--target-path") + 1]) / "run_results.json"))
     if result.success:
         return 0
     if isinstance(result.exception, DbtUsageException):

@@ -54,8 +54,14 @@ def query(sql: str, params: tuple = ()) -> list[tuple]:
 # {"args", "env"} on stdin, answers {"code", "out"} on stdout).
 _LAUNCHER = """
 import json, sys, tempfile
+from pathlib import Path
 from traffic_anomalies import PROJECT_DIR, dbt
 dbt.preload()
+# One parse of the project here compiles every macro once for all the forked commands (each
+# would compile the ones it uses); its manifest serves only a command with the same vars and
+# environment, which the tests' commands (a schema of their own each) never have.
+with tempfile.TemporaryDirectory() as warm_target:
+    dbt.warm_up(target_path=Path(warm_target))
 for line in sys.stdin:
     request = json.loads(line)
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out:
