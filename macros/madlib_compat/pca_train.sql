@@ -252,6 +252,15 @@ begin
                from (select distinct %1$s from %2$s where %3$s) s',
             array_to_string(v_gcols, ', '), v_srcq,
             (select string_agg(x || ' is not null', ' and ') from unnest(v_gcols) x));
+        -- statistics: without them the planner takes the group list for thousands
+        -- of rows and hashes the whole input to join it instead of the list
+        analyze pg_temp.__mc_g;
+        -- the per-(group, column) aggregation below keeps ns + 4 sums for every
+        -- group and column in one hash table: room for it (up to 256 MB) instead
+        -- of spilling it to disk in batches
+        select count(*) into i from pg_temp.__mc_g;
+        perform madlib_compat._raise_work_mem(
+            least(262144, greatest(65536, (i::bigint * nb * (ns + 8) * 20 / 1024)::int)));
         v_groups_sql := 'select __gid from pg_temp.__mc_g';
         v_gfrom := ' join pg_temp.__mc_g g on g.__gid = q.__gid';
         v_src_sql := format(
