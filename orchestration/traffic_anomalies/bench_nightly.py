@@ -46,6 +46,7 @@ import pandas as pd
 import psycopg2
 
 from traffic_anomalies import PROJECT_DIR, localdb
+from traffic_anomalies.bench_pca import git_state
 
 DEFAULT_OUT = PROJECT_DIR / "bench" / "results" / "nightly.json"
 DEFAULT_LAKE_DIR = PROJECT_DIR / "target" / "bench-lake"
@@ -201,15 +202,6 @@ def _server_info() -> dict[str, Any]:
                        "('server_version', 'shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', "
                        "'jit', 'max_worker_processes')"))
     return rows
-
-
-def _git_state() -> dict[str, Any]:
-    """The commit measured, and whether the tree had uncommitted changes."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
-    return {"commit": git("rev-parse", "HEAD") or None,
-            "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
 # --- lakes -------------------------------------------------------------------------------------
@@ -548,7 +540,7 @@ def run(opts: Options) -> dict:
                     "mem_total_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                     "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
                     "postgres": server},
-        "code": _git_state(),
+        "code": git_state(),
     }
 
     # 1. the full run and the pandas reference on the same lake (days + 1: step 2 adds the last)

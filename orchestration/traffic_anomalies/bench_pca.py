@@ -22,6 +22,7 @@ import os
 import platform
 import queue
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -153,6 +154,15 @@ def _train_in_sessions(dsn: str, comp: str, name: str, days: int, users: int, ho
     return elapsed
 
 
+def git_state() -> dict:
+    """The commit measured, and whether the tree had uncommitted changes."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -279,6 +289,7 @@ def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
             "load_avg_before": load_before,
             "load_avg_after": load_after,
         },
+        "code": git_state(),
         "load_s": load_s,
         "timings_s": {"madlib_compat": timings, "numpy_center_svd": numpy_s,
                       "numpy_project_residual": numpy_project_s},
@@ -295,6 +306,13 @@ def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
     return report
 
 
+def _code_line(code: dict | None) -> list[str]:
+    if not code or not code.get("commit"):
+        return []
+    dirty = " with uncommitted changes" if code.get("uncommitted_changes") else ""
+    return [f"Code: commit {code['commit'][:10]}{dirty}."]
+
+
 def markdown(report: dict) -> str:
     p, mach, t = report["params"], report["machine"], report["timings_s"]
     mc = t["madlib_compat"]
@@ -304,6 +322,7 @@ def markdown(report: dict) -> str:
         f"{p['hours']} hourly matrices of {p['days']} days x {p['users']} users, "
         f"{p['nonzeros']:,} non-zeros in all (seed {p['seed']}).",
         f"Machine: {mach['cpu_count']} CPUs, PostgreSQL {mach['postgres_version']}, numpy {mach['numpy']}.",
+        *_code_line(report.get("code")),   # reports written before the commit was recorded lack it
         "",
         "| run | k = 5 | proportion 0.99 |",
         "| --- | ---: | ---: |",

@@ -60,3 +60,22 @@ def test_memory_sampler_sees_client_and_backends(database):
     assert memory["samples"] > 3
     assert memory["client_tree_peak_rss_mb"] > 10
     assert memory["backends_peak_count"] >= 1 and memory["backends_peak_private_mb"] > 0
+
+
+def test_pca_benchmark_report_on_small_matrices(database, tmp_path):
+    """`bench pca` end to end at a toy size: every call style runs, agrees with numpy, and the
+    report names the commit it measured (figures are only comparable between commits)."""
+    from traffic_anomalies import bench_pca
+
+    out = tmp_path / "pca.json"
+    report = bench_pca.run(out_path=out, days=8, users=40, hours=2)
+    assert report["agrees_with_numpy"] is True
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=bench_pca.PROJECT_DIR,
+                          capture_output=True, text=True).stdout.strip()
+    assert report["code"]["commit"] == head
+    timings = report["timings_s"]["madlib_compat"]
+    assert set(timings["per_hour_calls"]) == {"k5", "p099"}
+    assert all(v > 0 for mode in timings.values() for v in mode.values())
+    text = out.with_suffix(".md").read_text()
+    assert f"Code: commit {head[:10]}" in text
+    assert "| madlib_compat, 2 calls (one per hour) |" in text
