@@ -4,11 +4,11 @@
     rows are the same as file_fdw's on PostgreSQL:
 
       <schema>.flow_files        readable external table, transform ta_listing (stat only)
-      <schema>.flow_line_counts  readable external table, transform ta_line_counts
       <schema>.flows__YYYYMMDD   one readable external table per dt=… directory (ta_lines)
       <schema>.flows             a view: union all of the partitions, each with its dt as a
                                  constant, so a filter on literal dt values leaves the other
                                  partitions' files unread (the planner drops those branches)
+      <schema>.flow_line_counts  the same over flow_line_counts__YYYYMMDD (ta_line_counts)
 
     Vars: `gpfdist_url` (gpfdist://host:port, or a list of them, each serving its own share
     of the files), `lake_dates` (stage exactly these days instead of listing the lake),

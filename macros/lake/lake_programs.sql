@@ -56,12 +56,12 @@ BEGIN {
 {% endmacro %}
 
 
-{#- Counts the lines of every file independently of the reader above (grep counts a last
-    line without newline too), for the reconciliation test. Reads the whole lake: tests only. -#}
-{% macro lake_line_count_program(dataset_dir) %}
-    {%- set program = "find '" ~ dataset_dir ~ "' -mindepth 2 -maxdepth 2 -type f "
-        ~ "\\( -name '*.csv' -o -name '*.csv.gz' \\) -path '*/dt=*' -print | LC_ALL=C sort | "
-        ~ "while IFS= read -r f; do d=${f%/*}; case \"$f\" in *.gz) n=$(gzip -dc -- \"$f\" 2>/dev/null | grep -c '');; "
-        ~ "*) n=$(grep -c '' -- \"$f\");; esac; printf '%s\\t%s\\t%s\\n' \"${d##*/dt=}\" \"${f##*/}\" \"$n\"; done" -%}
+{#- Counts the lines of the files of one dt=… directory independently of the reader above (grep
+    counts a last line without newline too), for the reconciliation test. -#}
+{% macro lake_line_count_program(partition_dir, dt) %}
+    {%- set program = "find '" ~ partition_dir ~ "' -mindepth 1 -maxdepth 1 -type f "
+        ~ "\\( -name '*.csv' -o -name '*.csv.gz' \\) -print | LC_ALL=C sort | "
+        ~ "while IFS= read -r f; do case \"$f\" in *.gz) n=$(gzip -dc -- \"$f\" 2>/dev/null | grep -c '');; "
+        ~ "*) n=$(grep -c '' -- \"$f\");; esac; printf '%s\\t%s\\t%s\\n' '" ~ validated_partition_date(dt) ~ "' \"${f##*/}\" \"$n\"; done" -%}
     {{ return(program) }}
 {% endmacro %}

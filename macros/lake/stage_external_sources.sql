@@ -38,7 +38,7 @@
     {%- elif reader == 'listing' -%}
         {{ return(lake_listing_program(dataset_dir)) }}
     {%- elif reader == 'line_counts' -%}
-        {{ return(lake_line_count_program(dataset_dir)) }}
+        {{ return(lake_line_count_program(dataset_dir ~ '/dt=' ~ dt, dt)) }}
     {%- endif -%}
     {{ exceptions.raise_compiler_error("unknown lake reader " ~ (reader | tojson) ~ " for source " ~ source_node.name) }}
 {% endmacro %}

@@ -1,8 +1,17 @@
 {#- Reconciliation: for every lake file the model has loaded, the number of lines counted
     independently in the lake equals the number of rows the model holds for that file
     (each line staged exactly once, as header, flow or quarantined line). A file read error
-    row is not a line, so it is left out of the count. -#}
+    row is not a line, so it is left out of the count. The days the (scoped) model holds are
+    looked up first and named as literals, so that only their files are counted (the counts
+    are partitioned by day: a nightly run decompresses one day, not the whole lake). -#}
 {% test lines_reconcile_with_lake(model, line_counts) %}
+
+{%- set days = [] -%}
+{%- if execute -%}
+    {%- for day in run_query("select distinct dt::text from " ~ model ~ " where dt is not null order by 1").columns[0].values() -%}
+        {%- do days.append(validated_partition_date(day)) -%}
+    {%- endfor -%}
+{%- endif %}
 
 with
 
@@ -24,6 +33,11 @@ counted as (
         source_file,
         line_count
     from {{ line_counts }}
+    {%- if days %}
+    where dt in ({% for day in days %}'{{ day }}'::date{% if not loop.last %}, {% endif %}{% endfor %})
+    {%- else %}
+    where false
+    {%- endif %}
 
 ),
 

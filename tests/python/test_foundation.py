@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import gzip
+import shutil
 import subprocess
 from collections import Counter
 from datetime import datetime, timezone
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VENV_BIN, query
+from conftest import VENV_BIN, query, server_readable_dir
 
 # The generator's malformed kinds and the reason staging must give each.
 EXPECTED_REASONS = {
@@ -175,3 +177,40 @@ def test_db_up_is_idempotent_and_status_reports_up(database):
         assert up.returncode == 0, up.stderr
     status = subprocess.run([str(VENV_BIN / "traffic-anomalies"), "db", "status"], capture_output=True, text=True)
     assert status.returncode == 0 and " is up" in status.stdout
+
+
+def test_reconciliation_counts_only_the_days_it_checks_and_catches_a_missing_line(dbt_project, generated_lake):
+    """A nightly load's line-count reconciliation decompresses only the days that load wrote
+    (the counts are partitioned by day and the test names its days), and it fails on a file
+    holding a line the model does not (here: appended after that day was loaded)."""
+    source = generated_lake("recon", users=30, days=3, end=dt.date(2017, 1, 3), seed=5)
+    lake = server_readable_dir("recon")
+    try:
+        shutil.copytree(source, lake, dirs_exist_ok=True)
+        lake_vars = {"lake_root": str(lake)}
+        dbt_project.run("run-operation", "stage_external_sources", vars=lake_vars)
+        for day in ("2017-01-02", "2017-01-03"):  # days 1-2, then day 3: the latest load
+            dbt_project.run("build", "--select", "path:models/staging", vars={**lake_vars, "run_date": day})
+        changed = sorted((lake / "flows" / "dt=2017-01-01").glob("*.csv*"))[0]
+        extra = b"1483228800,someone,10.0.0.1,10.0.0.2,80,443,6,1,60\n"
+        with open(changed, "ab") as handle:
+            handle.write(gzip.compress(extra) if changed.name.endswith(".gz") else extra)
+
+        select = ["test", "--select", "test_name:lines_reconcile_with_lake"]
+        dbt_project.run(*select, vars={**lake_vars, "run_date": "2017-01-03"})
+        assert [r["status"] for r in dbt_project.run_results()["results"] if r["unique_id"].startswith("test.")] == ["pass"]
+        compiled = next(dbt_project.target_path.glob("compiled/**/lines_reconcile_with_lake*.sql")).read_text()
+        assert "where dt in ('2017-01-03'::date)" in compiled
+        plan = "\n".join(row[0] for row in query("explain " + compiled))
+        assert "flow_line_counts__20170103" in plan and "flow_line_counts__20170101" not in plan, plan
+
+        everything = dbt_project.run(*select, vars={**lake_vars, "run_date": "2017-01-03",
+                                                    "staging_tests_scope": "all"}, check=False)
+        assert everything.returncode == 1, everything.stdout
+        assert [r["status"] for r in dbt_project.run_results()["results"] if r["unique_id"].startswith("test.")] == ["fail"]
+        compiled = next(dbt_project.target_path.glob("compiled/**/lines_reconcile_with_lake*.sql")).read_text()
+        assert "where dt in ('2017-01-01'::date, '2017-01-02'::date, '2017-01-03'::date)" in compiled
+        [(day, name, staged, counted)] = query(compiled)
+        assert (day, name, counted) == (dt.date(2017, 1, 1), changed.name, staged + 1)
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)

@@ -49,7 +49,8 @@ def test_stage_external_sources_dry_run_emits_gpfdist_external_tables(dbt_projec
     assert f"create schema {lake}" in joined
     for table, location in (
         ("flow_files", "flows/dt=*/*#transform=ta_listing"),
-        ("flow_line_counts", "flows/dt=*/*#transform=ta_line_counts"),
+        ("flow_line_counts__20170101", "flows/dt=2017-01-01/*#transform=ta_line_counts"),
+        ("flow_line_counts__20170102", "flows/dt=2017-01-02/*#transform=ta_line_counts"),
         ("flows__20170101", "flows/dt=2017-01-01/*#transform=ta_lines"),
         ("flows__20170102", "flows/dt=2017-01-02/*#transform=ta_lines"),
     ):
