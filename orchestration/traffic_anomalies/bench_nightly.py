@@ -579,7 +579,8 @@ def run(opts: Options) -> dict:
                        "and the filter on dt is a literal list, so the other partitions' files are never opened",
             "staging tests": "only the rows of the latest load (the new day): the staging tests' `where: latest_load` "
                              "filters on loaded_at through its index (var staging_tests_scope=all tests every row); "
-                             "the reconciliation still line-counts every lake file on its lake side",
+                             "the reconciliation line-counts only that day's lake files (day partitions, "
+                             "pruned as the test runs)",
             "int_hourly_counts": "only the days that received flows since the last build (the new day, and the day "
                                  "before when late flows cross midnight UTC): delete+insert by activity_date",
             "pca": "all 24 hours: the 28-day window moved by one day, so every hourly matrix changed",

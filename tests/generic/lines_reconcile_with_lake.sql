@@ -1,17 +1,11 @@
 {#- Reconciliation: for every lake file the model has loaded, the number of lines counted
     independently in the lake equals the number of rows the model holds for that file
     (each line staged exactly once, as header, flow or quarantined line). A file read error
-    row is not a line, so it is left out of the count. The days the (scoped) model holds are
-    looked up first and named as literals, so that only their files are counted (the counts
-    are partitioned by day: a nightly run decompresses one day, not the whole lake). -#}
+    row is not a line, so it is left out of the count. Only the files of the days the (scoped)
+    model holds are counted: the counts are partitioned by day, and each day is looked up
+    through a lateral subquery, so PostgreSQL prunes the other days' partitions when it runs
+    (a nightly run decompresses one day, not the whole lake). -#}
 {% test lines_reconcile_with_lake(model, line_counts) %}
-
-{%- set days = [] -%}
-{%- if execute -%}
-    {%- for day in run_query("select distinct dt::text from " ~ model ~ " where dt is not null order by 1").columns[0].values() -%}
-        {%- do days.append(validated_partition_date(day)) -%}
-    {%- endfor -%}
-{%- endif %}
 
 with
 
@@ -29,15 +23,20 @@ loaded as (
 counted as (
 
     select
-        dt,
-        source_file,
-        line_count
-    from {{ line_counts }}
-    {%- if days %}
-    where dt in ({% for day in days %}'{{ day }}'::date{% if not loop.last %}, {% endif %}{% endfor %})
-    {%- else %}
-    where false
-    {%- endif %}
+        day_counts.dt,
+        day_counts.source_file,
+        day_counts.line_count
+    from (select distinct loaded.dt from loaded) as loaded_days
+    cross join lateral (
+        select
+            line_counts.dt,
+            line_counts.source_file,
+            line_counts.line_count
+        from {{ line_counts }} as line_counts
+        where line_counts.dt = loaded_days.dt
+        -- not pulled up into a join: the scan runs once per day, on that day's partition only
+        offset 0
+    ) as day_counts
 
 ),
 
