@@ -753,8 +753,8 @@ begin
                 madlib_compat._list(format('sum((y[%%1$s] - $7[(gi.o - 1) * %s + %%1$s]) * (y[%%1$s] - $7[(gi.o - 1) * %s + %%1$s]))', v_kmax, v_kmax), v_kmax),
                 v_pcq, ns, v_kmax, n::float8, v_gsel, v_gfrom);
         end if;
-        execute v_sql using p_yg, p_yb, p_yy, g_id, g_kg, g_total,
-            case when v_wide then array_fill(0::float8, array[v_kmax]) else p_sh end, p_w;
+        -- $7/$8 (shifts, W) serve the tall statement only
+        execute v_sql using p_yg, p_yb, p_yy, g_id, g_kg, g_total, p_sh, p_w;
         perform madlib_compat._set_if_exists('enable_sort', v_sort);
     end if;
 

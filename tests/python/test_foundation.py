@@ -205,17 +205,20 @@ def test_reconciliation_counts_only_the_days_it_checks_and_catches_a_missing_lin
         with open(changed, "ab") as handle:
             handle.write(gzip.compress(extra) if changed.name.endswith(".gz") else extra)
 
-        select = ["test", "--select", "test_name:lines_reconcile_with_lake"]
-        dbt_project.run(*select, vars={**lake_vars, "run_date": "2017-01-03"})
-        assert [r["status"] for r in dbt_project.run_results()["results"] if r["unique_id"].startswith("test.")] == ["pass"]
-        compiled = next(dbt_project.target_path.glob("compiled/**/lines_reconcile_with_lake*.sql")).read_text()
+        def reconcile(**extra_vars) -> tuple[int, list[str], str]:
+            """Run the reconciliation test alone: exit code, test statuses, its compiled SQL."""
+            ran = dbt_project.run("test", "--select", "test_name:lines_reconcile_with_lake", check=False,
+                                  vars={**lake_vars, "run_date": "2017-01-03", **extra_vars})
+            statuses = [r["status"] for r in dbt_project.run_results()["results"] if r["unique_id"].startswith("test.")]
+            compiled = next(dbt_project.target_path.glob("compiled/**/lines_reconcile_with_lake*.sql")).read_text()
+            return ran.returncode, statuses, compiled
+
+        code, statuses, compiled = reconcile()
+        assert (code, statuses) == (0, ["pass"])
         assert executed_partitions(compiled) == {"flow_line_counts__20170103"}
 
-        everything = dbt_project.run(*select, vars={**lake_vars, "run_date": "2017-01-03",
-                                                    "staging_tests_scope": "all"}, check=False)
-        assert everything.returncode == 1, everything.stdout
-        assert [r["status"] for r in dbt_project.run_results()["results"] if r["unique_id"].startswith("test.")] == ["fail"]
-        compiled = next(dbt_project.target_path.glob("compiled/**/lines_reconcile_with_lake*.sql")).read_text()
+        code, statuses, compiled = reconcile(staging_tests_scope="all")
+        assert (code, statuses) == (1, ["fail"])
         assert executed_partitions(compiled) == {f"flow_line_counts__2017010{d}" for d in (1, 2, 3)}
         [(day, name, staged, counted)] = query(compiled)
         assert (day, name, counted) == (dt.date(2017, 1, 1), changed.name, staged + 1)
