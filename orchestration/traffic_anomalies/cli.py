@@ -30,6 +30,8 @@ def _db_command(args: argparse.Namespace) -> int:
     try:
         if args.action == "up":
             print(localdb.up())
+            if args.madlib:
+                print(localdb.install_madlib(args.madlib))
         elif args.action == "down":
             print(localdb.down())
         elif args.action == "status":
@@ -53,6 +55,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     db = sub.add_parser("db", help="the database: up | down | status | env")
     db.add_argument("action", choices=["up", "down", "status", "env"])
+    db.add_argument("--madlib", metavar="TARBALL",
+                    help="with up: install the Apache MADlib build in TARBALL (an install tree with "
+                         "install-madlib.sh at its top) into the database; see README, MADlib")
     db.set_defaults(func=_db_command)
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     command = words[0] if words else None

@@ -344,3 +344,138 @@ def status() -> tuple[bool, str]:
 
 def env_lines() -> list[str]:
     return [f"export {name}={value}" for name, value in connection_env().items() if name != "PGPASSWORD"]
+
+
+# --- Apache MADlib from a build the user provides -----------------------------------------------
+#
+# The project never builds or downloads MADlib: a user brings a build of it (their PostgreSQL or
+# Greenplum distribution's, or one made from source), packed as a tarball holding an install tree
+# with an `install-madlib.sh` at its top. It is unpacked under .local/madlib/ (the server loads the
+# library and the Python modules from there, so that folder must stay put) and installed into
+# one database by that script, which runs madpack (needs a superuser, plpython3u, PyYAML, m4).
+
+MADLIB_INSTALLER = "install-madlib.sh"
+
+
+def madlib_root() -> Path:
+    return Path(os.environ.get("TA_MADLIB_DIR", PROJECT_DIR / ".local" / "madlib")).resolve()
+
+
+def _unpack_madlib(tarball: Path) -> Path:
+    """The tarball's install tree under .local/madlib/<tarball name>/ (unpacked once)."""
+    import tarfile
+
+    if not tarball.is_file():
+        raise DatabaseError(f"MADlib tarball not found: {tarball}")
+    name = tarball.name.removesuffix(".gz").removesuffix(".tgz").removesuffix(".tar")
+    target = madlib_root() / name
+    stamp = target / ".unpacked"
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    if not (stamp.exists() and stamp.read_text() == digest):
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        with tarfile.open(tarball) as archive:
+            archive.extractall(target, filter="tar")
+        stamp.write_text(digest)
+    found = sorted(target.glob(f"*/{MADLIB_INSTALLER}")) + sorted(target.glob(MADLIB_INSTALLER))
+    if not found:
+        raise DatabaseError(
+            f"{tarball.name} has no {MADLIB_INSTALLER} at its top: pack a MADlib install tree with "
+            "that script, or install MADlib with your distribution's madpack instead")
+    # The server runs as another OS user: it must read the tree (install-madlib.sh checks that
+    # it can, and says so when a folder above .local/ keeps it out).
+    for base, dirs, files in os.walk(target):
+        os.chmod(base, os.stat(base).st_mode | 0o005)
+        for file in files:
+            path = os.path.join(base, file)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o004)
+    return found[0].parent
+
+
+def _madlib_requirements(bindir: Path | None) -> None:
+    """plpython3u in the server, PyYAML and m4 for madpack: installed with apt as root on Debian."""
+    major = bindir.parent.name if bindir is not None else "15"
+    missing = []
+    if bindir is None or not glob.glob(f"/usr/lib/postgresql/{major}/lib/plpython3.so"):
+        missing.append(f"postgresql-plpython3-{major}")
+    if subprocess.run([_system_python(), "-c", "import yaml"], capture_output=True).returncode != 0:
+        missing.append("python3-yaml")
+    if not shutil.which("m4"):  # madpack preprocesses MADlib's SQL with it
+        missing.append("m4")
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise DatabaseError(
+            f"MADlib needs {' and '.join(missing)} on the database server host "
+            f"(Debian/Ubuntu: `sudo apt-get install -y {' '.join(missing)}`)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", *missing]
+    for cmd in (["apt-get", "update", "-q"], install):
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DatabaseError(f"`{' '.join(cmd)}` failed:\n{result.stderr[-2000:]}")
+
+
+def _system_python() -> str:
+    # madpack runs with the system's python3 (where apt puts PyYAML), not a venv's or pyenv's
+    return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+
+
+def madlib_version(env: dict[str, str]) -> str | None:
+    """MADlib's version in the database `env` names, or None when it is not installed there."""
+    import psycopg2
+
+    conn = psycopg2.connect(host=env.get("PGHOST"), port=env.get("PGPORT"), user=env.get("PGUSER"),
+                            dbname=env.get("PGDATABASE"), password=env.get("PGPASSWORD"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select to_regprocedure('madlib.version()') is not null")
+            if not cur.fetchone()[0]:
+                return None
+            cur.execute("select madlib.version()")
+            text = str(cur.fetchone()[0])   # "MADlib version: 2.1.0, git revision: …"
+            return text.split(",")[0].removeprefix("MADlib version:").strip()
+    except psycopg2.Error:
+        return None    # installed from a folder that is gone: the library no longer loads
+    finally:
+        conn.close()
+
+
+def create_database(name: str) -> dict[str, str]:
+    """A database of that name beside the project's one (created when missing); its PG* env."""
+    import psycopg2
+
+    env = {**connection_env(), "PGDATABASE": name}
+    conn = psycopg2.connect(host=env.get("PGHOST"), port=env.get("PGPORT"), user=env.get("PGUSER"),
+                            dbname="postgres", password=env.get("PGPASSWORD"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(f'create database "{name}"')
+    finally:
+        conn.close()
+    return env
+
+
+def install_madlib(tarball: str | os.PathLike, database: str | None = None) -> str:
+    """Install the MADlib build in `tarball` into `database` (default: the project's), once."""
+    env = connection_env() if database is None else create_database(database)
+    bindir = find_server_bindir()
+    _madlib_requirements(bindir)
+    folder = _unpack_madlib(Path(tarball).resolve())
+    installed = madlib_version(env)
+    if installed:
+        return f"MADlib {installed} already in {describe(env)}"
+    path = os.pathsep.join(filter(None, [str(bindir) if bindir else "", os.environ.get("PATH", "")]))
+    result = subprocess.run(
+        ["bash", str(folder / MADLIB_INSTALLER)],
+        env={**os.environ, **env, "PATH": path, "PYTHON": _system_python()},
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DatabaseError(f"MADlib install into {describe(env)} failed:\n"
+                            f"{(result.stdout + result.stderr)[-3000:]}")
+    return f"MADlib {madlib_version(env)} installed into {describe(env)} from {folder}"
