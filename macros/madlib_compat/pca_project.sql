@@ -197,7 +197,9 @@ begin
         execute format('select t.column_mean::float8[] from %s %s', v_meanq, v_model_from)
             into v_mu using v_grp;
         if v_bad > 0 or coalesce(cardinality(v_mu), 0) <> m then
-            raise exception 'PCA error: col_dim (%) does not match the dimension of the principal components in %', m, pc_table;
+            -- MADlib's message, from its matrix product (pc_table's dimension: its mean's)
+            raise exception 'Matrix error: Dimension mismatch for matrix multiplication. Left matrix, col dimension = %, Right matrix, row dimension = %',
+                m, coalesce(cardinality(v_mu), 0);
         end if;
 
         -- ------------------------------------ projection and index validation

@@ -185,10 +185,10 @@ begin
     if v_v is null then
         raise exception 'PCA error: % column does not exist in %!', val_id, source_table;
     end if;
-    if col_dim is null then
+    if coalesce(col_dim, 0) = 0 then   -- MADlib tests `not col_dim`: 0 counts as missing
         raise exception 'PCA error: Column dimensions should be provided if using sparse matrices!';
     end if;
-    if row_dim is null then
+    if coalesce(row_dim, 0) = 0 then
         raise exception 'PCA error: Row dimensions should be provided if using sparse matrices!';
     end if;
     if row_dim <= 0 then
@@ -426,7 +426,8 @@ begin
             if v_dup > 0 then
                 execute format('select a from (%s) x group by __gid, a, b having count(*) > 1 order by 1 limit 1', v_src_sql)
                     into i;
-                raise exception 'Matrix error: Following entries are duplicated in sparse matrix: position % of a row/column', i;
+                raise exception 'Matrix error: Following entries are duplicated in sparse matrix (%)', source_table
+                    using detail = format('first duplicated position: %s of a row or column', i);
             end if;
             -- Outputs: this function is one transaction, so a failure anywhere
             -- below still leaves no output table behind.
@@ -531,6 +532,12 @@ begin
             v_nz := i;
         end loop;
 
+        if v_nz = 0 then
+            -- no variance at all (no entries, or every row the same): MADlib fails here
+            -- dividing by the zero total variance; same SQLSTATE, a message that says why
+            raise exception using errcode = 'division_by_zero',
+                message = format('PCA error: the centred matrix in %s has no variance (no entries, or all rows equal): no principal component', source_table);
+        end if;
         if k is not null then
             if k > v_nz then
                 raise warning 'Value of ''k'' is greater than the number of non-zero singular values. Outputing only % instead of % eigen values/vectors', v_nz, k;

@@ -1,7 +1,8 @@
 {{ config(materialized='table') }}
 
 {#- The 24 projection tables written by pca_sparse_project, one row per (hour, day,
-    component): the coordinate of the day's centred flow counts along the component. -#}
+    component): the coordinate of the day's centred flow counts along the component, in the
+    orientation int_pca_components gives the component. -#}
 
 with
 
@@ -11,15 +12,29 @@ projection_rows as (
 
 ),
 
+orientation as (
+
+    select
+        hour_of_day,
+        component_rank,
+        component_sign
+    from {{ ref('int_pca_components') }}
+
+),
+
 scores as (
 
     select
         projection_rows.hour_of_day,
         projection_rows.day_index,
         entries.component_rank::int as component_rank,
-        entries.score
+        orientation.component_sign * entries.score as score
     from projection_rows
     cross join unnest(projection_rows.row_vec) with ordinality as entries (score, component_rank)
+    inner join orientation
+        on
+            projection_rows.hour_of_day = orientation.hour_of_day
+            and entries.component_rank = orientation.component_rank
 
 )
 
