@@ -31,6 +31,23 @@ def database() -> Iterator[dict[str, str]]:
     WarmDbt.close()
 
 
+# Apache MADlib for the tests that compare madlib_compat with it: a build the checkout does
+# not ship (TA_MADLIB_TARBALL, default ../shared/madlib/… beside the checkout).
+MADLIB_TARBALL = Path(os.environ.get(
+    "TA_MADLIB_TARBALL", PROJECT_DIR.parent / "shared" / "madlib" / "madlib-2.1.0-pg15-debian12-x86_64.tar.gz"))
+MADLIB_DATABASE = "traffic_anomalies_madlib"
+
+
+@pytest.fixture(scope="session")
+def madlib_database(database) -> dict[str, str]:
+    """A database of its own beside the project's (so `pca_backend: auto` elsewhere still
+    means madlib_compat) with MADlib installed from MADLIB_TARBALL, once: its PG* variables."""
+    if not MADLIB_TARBALL.is_file():
+        pytest.skip(f"MADlib tests: no MADlib tarball at {MADLIB_TARBALL} (set TA_MADLIB_TARBALL)")
+    localdb.install_madlib(MADLIB_TARBALL, MADLIB_DATABASE)
+    return {**localdb.connection_env(), "PGDATABASE": MADLIB_DATABASE}
+
+
 def connect() -> psycopg2.extensions.connection:
     conn = psycopg2.connect("")  # libpq reads the PG* variables
     conn.autocommit = True
