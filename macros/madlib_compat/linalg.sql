@@ -89,6 +89,19 @@ begin
 end
 $$;
 
+-- How the PCA statements write a CTE that must be computed once: MATERIALIZED
+-- on PostgreSQL. Greenplum turns a materialized CTE read from several places
+-- into a cross-slice shared scan, whose producer and consumers can wait on each
+-- other for ever when a consumer is an InitPlan (seen on Greenplum 7): there
+-- the CTEs are inlined (recomputed per use, small per call). The server is asked
+-- what it is (its segment catalog), not matched by name.
+create or replace function madlib_compat._cte_materialized()
+returns text
+language sql stable parallel safe as $$
+    select case when pg_catalog.to_regclass('pg_catalog.gp_segment_configuration') is null
+                then 'materialized' else 'not materialized' end
+$$;
+
 -- Set a planner setting for the rest of the transaction if this server has it
 -- (no-op on servers without it, e.g. Greenplum 6 has no jit); returns the old
 -- value so the caller can put it back. current_setting(.., true) rather than
@@ -497,13 +510,15 @@ begin
         -- descending order, eigenvectors as contiguous columns
         select array_agg(t.i order by t.x desc, t.i) into ord
         from unnest(d) with ordinality as t(x, i);
+        -- vectors are appended (PL/pgSQL assigns to array slices only from
+        -- PostgreSQL 14; Greenplum 7 and PostgreSQL 13 read slices but not write them)
         eigenvalues := array_fill(0::float8, array[n]);
-        vectors := array_fill(0::float8, array[n * n]);
+        vectors := case when v_fast then array_fill(0::float8, array[n * n]) else array[]::float8[] end;
         for j in 1 .. n loop
             l := ord[j];
             eigenvalues[j] := d[l];
             if not v_fast then
-                vectors[(j - 1) * n + 1 : j * n] := vt[(l - 1) * n + 1 : l * n];
+                vectors := vectors || vt[(l - 1) * n + 1 : l * n];
             end if;
         end loop;
         if not v_fast then
@@ -672,7 +687,7 @@ begin
     else
         -- x = Q y for every vector: a matrix product as v_k aggregates over n^2 rows
         execute format($q$
-            with zr as materialized (
+            with zr as %5$s (
                 select j, %1$s from generate_series(1, %2$s) j),
             xq as (
                 select s.r, %3$s
@@ -684,14 +699,15 @@ begin
             madlib_compat._list(format('$2[(%%1$s - 1) * %s + j] as z%%1$s', n), v_k),
             n,
             madlib_compat._list('sum(s.q * s.z%1$s) as x%1$s', v_k),
-            madlib_compat._list('xq.x%1$s', v_k))
+            madlib_compat._list('xq.x%1$s', v_k),
+            madlib_compat._cte_materialized())
             into x
             using v, zz;
     end if;
 
     -- the check |A x - lambda x| <= tol for every vector (A x: the same product)
     execute format($q$
-        with xr as materialized (
+        with xr as %5$s (
             select j, %1$s from generate_series(0, %2$s - 1) j),
         ax as (
             select s.r, %3$s
@@ -704,14 +720,15 @@ begin
         madlib_compat._list(format('$2[(%%1$s - 1) * %s + j + 1] as x%%1$s', n), v_k),
         n,
         madlib_compat._list('sum(s.q * s.x%1$s) as a%1$s', v_k),
-        madlib_compat._list('ax.a%1$s - $4[%1$s] * xr.x%1$s', v_k))
+        madlib_compat._list('ax.a%1$s - $4[%1$s] * xr.x%1$s', v_k),
+        madlib_compat._cte_materialized())
         into v_ok
         using p_a, x, tol, eigenvalues;
     if not v_ok then
         select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_core(p_a, p_n, null, null) t;
         return;
     end if;
-    vectors[1 : n * v_k] := x;
+    vectors := x || vectors[n * v_k + 1 : n * n];
     exception when numeric_value_out_of_range or division_by_zero then
         -- float overflow/underflow raise in PostgreSQL: fall back to QL
         select t.eigenvalues, t.vectors into eigenvalues, vectors from madlib_compat._symeig_core(p_a, p_n, null, null) t;

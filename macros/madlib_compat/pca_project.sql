@@ -207,9 +207,9 @@ begin
         -- out of range or given twice) and, when k > 0, x V' over the non-zeros;
         -- mean V' is subtracted from every projected row ((x - mean) V' = xV' - mean V').
         v_sql := format($q$
-            with x as materialized (%1$s),
+            with x as %7$s (%1$s),
             %3$s
-            xd as materialized (
+            xd as %7$s (
                 select r, madlib_compat._dense(%2$s, array_agg(c), array_agg(v)) as d,
                        count(*) filter (where c is null or c < 1 or c > %2$s) as bad, sum(v * v) as ss
                 from x group by r)
@@ -220,10 +220,10 @@ begin
                    %6$s $q$,
             v_src_sql, m,
             case when v_k > 0 then format(
-                'p as materialized (select c, $3[c] as mu, %s from (select $2 as vv offset 0) s, generate_series(1, %s) c),
+                'p as %s (select c, $3[c] as mu, %s from (select $2 as vv offset 0) s, generate_series(1, %s) c),
                  bm as (select array[%s]::float8[] as bm from p),
                  z as (select x.r, array[%s]::float8[] as z from x join p on p.c = x.c group by x.r),',
-                madlib_compat._list('s.vv[%1$s][c] as p%1$s', v_k), m,
+                madlib_compat._cte_materialized(), madlib_compat._list('s.vv[%1$s][c] as p%1$s', v_k), m,
                 madlib_compat._list('sum(mu * p%1$s)', v_k),
                 madlib_compat._list('sum(x.v * p%1$s)', v_k))
             else '' end,
@@ -239,7 +239,8 @@ begin
             case when v_resq is not null or v_sumq is not null then format(
                 '(select array_agg(coalesce(xd.d, $4) order by gs.r)
                     from generate_series(1, %s) gs(r) left join xd on xd.r = gs.r)', n)
-            else 'null::float8[]' end);
+            else 'null::float8[]' end,
+            madlib_compat._cte_materialized());
         execute v_sql into v_bad, v_dup, v_xnorm, v_z, v_xx
             using v_grp, v_vv, v_mu, array_fill(0::float8, array[m]);
         if v_bad > 0 then
@@ -280,10 +281,10 @@ begin
             -- subquery: a parameter spelt k times is copied k times by the planner.
             v_blk := greatest(1, least(8, 512 / greatest(v_k, 1)));
             v_sql := format($q$
-                with p as materialized (
+                with p as %9$s (
                     select c, $3[c] as mu%1$s
                     from (select $2 as vv offset 0) s, generate_series(1, %2$s) c),
-                zb as materialized (
+                zb as %9$s (
                     select b0%3$s
                     from (select $5 as zz offset 0) s, generate_series(0, %4$s) b0)
                 select t.r, t.rv, t.ss
@@ -317,7 +318,7 @@ begin
                    from generate_series(1, v_blk) t(t)),
                 (select string_agg(format('(zb.r%s, q.rv%1$s, q.ss%1$s)', t.t), ', ' order by t.t)
                    from generate_series(1, v_blk) t(t)),
-                n);
+                n, madlib_compat._cte_materialized());
             v_ins := format('insert into %s select $2, $3%s from (select 1) q%s', v_resq, v_gsel, v_gfrom);
             v_rss := 0;
             for v_row, v_rv, v_rowss in execute v_sql using v_grp, v_vv, v_mu, v_xx, v_z loop

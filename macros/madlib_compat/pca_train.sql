@@ -307,7 +307,7 @@ begin
         left join st on %11$s
         %12$s
         order by gg.__gid $q$,
-        case when v_form = 'outer' then '' else 'materialized' end,
+        case when v_form = 'outer' then '' else madlib_compat._cte_materialized() end,
         v_src_sql, ns, nb,
         -- dc: per b, column b of the small side as ns nullable columns c1..; ok:
         -- no position given twice. Small ns: one filtered sum per position (no
@@ -315,7 +315,7 @@ begin
         -- duplicates). Larger: _dense builds the vector (null when a position
         -- repeats), then the columns.
         case when v_form = 'outer' then format(
-            'dc as materialized (
+            'dc as ' || madlib_compat._cte_materialized() || ' (
                 select __gid, b, %s, sum(v) as s,
                        count(*) filter (where a is null or a < 1 or a > %s) as bad,
                        count(*) filter (where a between 1 and %2$s) = %s as ok
@@ -325,11 +325,11 @@ begin
                from (select string_agg(format('sum(v) filter (where a = %s)', gp.p), ', ' order by gp.p) as l
                        from generate_series(1, ns) gp(p) group by (gp.p - 1) / 90) z))
         else format(
-            'dv as materialized (
+            'dv as ' || madlib_compat._cte_materialized() || ' (
                 select __gid, b, madlib_compat._dense(%1$s, array_agg(a), array_agg(v)) as d, sum(v) as s,
                        count(*) filter (where a is null or a < 1 or a > %1$s) as bad
                 from x group by __gid, b),
-             dc as materialized (select __gid, b, d is not null as ok, s, bad, %2$s from dv)',
+             dc as ' || madlib_compat._cte_materialized() || ' (select __gid, b, d is not null as ok, s, bad, %2$s from dv)',
             ns, case when v_form = 'long' then 'null::float8 as c0'
                      else madlib_compat._list('nullif(d[%1$s], 0) as c%1$s', ns) end) end,
         -- wide: the col_dim column sums (the means), zero where a column has
@@ -702,13 +702,14 @@ begin
             perform madlib_compat._set_if_exists('min_parallel_table_scan_size', v_minpar);
         end if;
         v_sql := format($q$
-            with y as materialized (
+            with y as %2$s (
                 select u.g as __gid, u.b, %1$s
                 from unnest($1::int[], $2::int[]) with ordinality as u(g, b, o), (select $3::float8[] as yy offset 0) s),
             gi as (select * from unnest($4::int[], $5::int[], $6::float8[]) with ordinality as gi(__gid, kg, total, o)) $q$,
             -- wide: k columns (read as plain columns below); tall: one array
             case when v_wide then madlib_compat._list('s.yy[u.o][%1$s] as y%1$s', v_kmax)
-                 else format('array[%s] as y', madlib_compat._list('s.yy[u.o][%1$s]', v_kmax)) end);
+                 else format('array[%s] as y', madlib_compat._list('s.yy[u.o][%1$s]', v_kmax)) end,
+            madlib_compat._cte_materialized());
         if v_wide then
             -- component i of a group is column i of Y over its norm, as a
             -- col_dim-long array (0 where a column has no non-zero): the rows of
