@@ -561,8 +561,10 @@ begin
         end if;
         v_kmax := greatest(v_kmax, v_kg);
 
+        -- what the kept components leave out; eigenvalues below the tolerance are zeros
+        -- (summing their rounding noise gave ~1e-8 instead of 0 when k = the rank)
         v_resid := 0;
-        for i in v_kg + 1 .. ns loop
+        for i in v_kg + 1 .. v_nz loop
             v_resid := v_resid + greatest(v_lam[i], 0);
         end loop;
 
