@@ -40,10 +40,15 @@ test: install
 lint: install
 	eval "$$($(TA) db env)" && $(BIN)/sqlfluff lint models tests/generic analyses --processes 2
 
+# A MADlib build for the tests (tests/python/conftest.py reads the same variable) and for
+# `bench pca`, which measures MADlib beside madlib_compat when the tarball is there.
+TA_MADLIB_TARBALL ?= ../shared/madlib/madlib-2.1.0-pg15-debian12-x86_64.tar.gz
+export TA_MADLIB_TARBALL
+
 # Heavy measurements, never part of `make test`: results in bench/results/*.json and *.md.
 bench: install
 	$(TA) db up
-	$(TA) bench pca
+	$(TA) bench pca $(if $(wildcard $(TA_MADLIB_TARBALL)),--madlib $(TA_MADLIB_TARBALL))
 	$(TA) bench nightly
 
 docs: install

@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     names = bench.add_subparsers(dest="benchmark")
     # one sub-command per benchmark: name, options (the module's add_arguments), runner
     pca = names.add_parser(
-        "pca", help="in-database PCA (madlib_compat train + project) against numpy: bench/results/pca.*",
+        "pca", help="in-database PCA (madlib_compat train + project, MADlib when installed) against numpy: bench/results/pca.*",
         description=(bench_pca.__doc__ or "").splitlines()[0])
     bench_pca.add_arguments(pca)
     pca.set_defaults(func=_pca)

@@ -11,6 +11,10 @@ residual table and summary, as the hourly dbt materialization does). numpy
 process, the results are checked against each other, and a JSON report plus a
 markdown summary are written, with the machine's load average.
 
+When the database has Apache MADlib (`--madlib TARBALL` installs a build into a database of
+its own and runs there), MADlib's pca_sparse_train makes the same 24 per-hour calls, k = 5 and
+0.99, checked against numpy too; the report gives madlib_compat's speed-up over MADlib.
+
 The database comes from the standard PG* environment variables.
 """
 from __future__ import annotations
@@ -185,6 +189,36 @@ def _compare(cur, table: str, where: str, s: np.ndarray, vt: np.ndarray, days: i
     return {"k": len(rows), "std_dev_rel_err": sd_err, "component_abs_err": vec_err}
 
 
+def _has_madlib(cur) -> bool:
+    cur.execute("select count(*) > 0 from pg_proc as p join pg_namespace as n on p.pronamespace = n.oid"
+                " where n.nspname = 'madlib' and p.proname = 'pca_sparse_train'")
+    return bool(cur.fetchone()[0])
+
+
+def _madlib_per_hour_calls(cur, variants: dict[str, str], days: int, users: int, hours: int,
+                           svals: list[np.ndarray], vts: list[np.ndarray]) -> tuple[dict, dict]:
+    """MADlib's pca_sparse_train on the same hourly tables, one call per hour: seconds per
+    variant, and its agreement with numpy (MADlib's own accuracy, not a pass/fail of ours)."""
+    timings, agreement = {}, {}
+    for name, comp in variants.items():
+        t = time.perf_counter()
+        for hour in range(hours):
+            cur.execute(
+                f"select madlib.pca_sparse_train(%s, %s, 'row_id', 'col_id', 'val', %s, %s, {comp})",
+                (f"{SCHEMA}.h{hour:02d}", f"{SCHEMA}.madlib_{name}_h{hour:02d}", days, users))
+        timings[name] = time.perf_counter() - t
+        checks = [(5 if name == "k5" else _expected_k(svals[hour], 0.99),
+                   _compare(cur, f"{SCHEMA}.madlib_{name}_h{hour:02d}", "", svals[hour], vts[hour], days))
+                  for hour in range(hours)]
+        agreement[name] = {
+            "k_matches_numpy": all(c["k"] == k for k, c in checks),
+            "k_per_hour": [c["k"] for _, c in checks],
+            "max_std_dev_rel_err": max(c["std_dev_rel_err"] for _, c in checks),
+            "max_component_abs_err": max(c["component_abs_err"] for _, c in checks),
+        }
+    return timings, agreement
+
+
 def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
         days: int = 60, users: int = 5000, hours: int = HOURS, install: bool = True,
         keep: bool = False) -> dict:
@@ -266,6 +300,16 @@ def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
             "max_residual_norm_rel_err": max(p["residual_norm_rel_err"] for p in projections),
         }
         ks_by_variant[name] = [k_ref for k_ref, *_ in checks]
+    madlib = None
+    if _has_madlib(cur):
+        madlib_s, madlib_agreement = _madlib_per_hour_calls(cur, variants, days, users, hours, svals, vts)
+        madlib = {
+            "timings_s": {"per_hour_calls": madlib_s},
+            "agreement": madlib_agreement,
+            # how many times faster madlib_compat's per-hour calls are than MADlib's
+            "compat_speedup": {name: madlib_s[name] / timings["per_hour_calls"][name] for name in variants},
+            "ratio_vs_numpy": {name: madlib_s[name] / numpy_s for name in variants},
+        }
     load_after = _load()
     numpy_project_s = {name: _numpy_project(mats, vts, ks) for name, ks in ks_by_variant.items()}
     if not keep:
@@ -298,6 +342,8 @@ def run(dsn: str = "", out_path: str | os.PathLike = "bench/results/pca.json",
             for mode, d in timings.items()},
         "agreement": agreement,
         "agrees_with_numpy": ok,
+        # Apache MADlib on the same matrices, when the database has it (else null)
+        "madlib": madlib,
     }
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -356,7 +402,37 @@ def markdown(report: dict) -> str:
             f"projection error {a['max_projection_rel_err']:.1e}; "
             f"residual norm relative error {a['max_residual_norm_rel_err']:.1e}")
     lines.append("")
+    lines += _madlib_lines(report)
     return "\n".join(lines)
+
+
+def _madlib_lines(report: dict) -> list[str]:
+    madlib = report.get("madlib")
+    if not madlib:   # a database without MADlib, or a report written before it was measured
+        return []
+    p, mc = report["params"], report["timings_s"]["madlib_compat"]["per_hour_calls"]
+    t, speed = madlib["timings_s"]["per_hour_calls"], madlib["compat_speedup"]
+    numpy_s = report["timings_s"]["numpy_center_svd"]
+    lines = [
+        "## Apache MADlib on the same matrices",
+        "",
+        "| run | k = 5 | proportion 0.99 |",
+        "| --- | ---: | ---: |",
+        f"| MADlib pca_sparse_train, {p['hours']} calls (one per hour) | {t['k5']:.2f} s | {t['p099']:.2f} s |",
+        f"| madlib_compat, the same calls | {mc['k5']:.2f} s | {mc['p099']:.2f} s |",
+        f"| numpy centre + SVD | {numpy_s:.2f} s | {numpy_s:.2f} s |",
+        f"| madlib_compat faster than MADlib | {speed['k5']:.1f}x | {speed['p099']:.1f}x |",
+        "",
+        "MADlib against numpy:",
+        "",
+    ]
+    for name, a in madlib["agreement"].items():
+        lines.append(
+            f"- {name}: components per hour match numpy: {a['k_matches_numpy']} "
+            f"(k = {sorted(set(a['k_per_hour']))}); max relative std_dev error {a['max_std_dev_rel_err']:.1e}; "
+            f"max component error (up to sign) {a['max_component_abs_err']:.1e}")
+    lines.append("")
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -368,11 +444,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hours", type=int, default=HOURS, help="number of hourly matrices (default 24)")
     parser.add_argument("--no-install", action="store_true", help="use the installed madlib_compat functions as they are")
     parser.add_argument("--keep", action="store_true", help=f"keep schema {SCHEMA} with data and results")
+    parser.add_argument("--madlib", metavar="TARBALL",
+                        help=f"install this Apache MADlib build into database {MADLIB_DATABASE} (same server) "
+                             "and run there, MADlib measured too; without it MADlib is measured when the "
+                             "database has it")
+
+
+MADLIB_DATABASE = "traffic_anomalies_bench_madlib"
 
 
 def run_args(args: argparse.Namespace) -> int:
     """Run with parsed options; exit code 0 when the database agrees with numpy."""
-    report = run(out_path=args.out, days=args.days, users=args.users, hours=args.hours,
+    dsn = ""
+    if args.madlib:
+        from traffic_anomalies import localdb
+
+        print(localdb.install_madlib(args.madlib, MADLIB_DATABASE), file=sys.stderr)
+        dsn = f"dbname={MADLIB_DATABASE}"
+    report = run(dsn=dsn, out_path=args.out, days=args.days, users=args.users, hours=args.hours,
                  install=not args.no_install, keep=args.keep)
     sys.stdout.write(markdown(report))
     return 0 if report["agrees_with_numpy"] else 1

@@ -79,3 +79,27 @@ def test_pca_benchmark_report_on_small_matrices(database, tmp_path):
     text = out.with_suffix(".md").read_text()
     assert f"Code: commit {head[:10]}" in text
     assert "| madlib_compat, 2 calls (one per hour) |" in text
+    assert report["madlib"] is None and "MADlib" not in text     # this database has none
+
+
+def test_pca_benchmark_measures_madlib_where_installed(madlib_database, tmp_path):
+    """`bench pca` in a database with Apache MADlib: MADlib's per-hour calls on the same
+    matrices, checked against numpy, and madlib_compat's speed-up over it in the report."""
+    from conftest import MADLIB_DATABASE
+
+    from traffic_anomalies import bench_pca
+
+    out = tmp_path / "pca.json"
+    report = bench_pca.run(dsn=f"dbname={MADLIB_DATABASE}", out_path=out, days=8, users=40, hours=2)
+    assert report["agrees_with_numpy"] is True
+    madlib = report["madlib"]
+    compat = report["timings_s"]["madlib_compat"]["per_hour_calls"]
+    for name in ("k5", "p099"):
+        assert madlib["timings_s"]["per_hour_calls"][name] > 0
+        assert madlib["compat_speedup"][name] == madlib["timings_s"]["per_hour_calls"][name] / compat[name]
+        agreement = madlib["agreement"][name]
+        assert agreement["k_matches_numpy"], agreement
+        assert agreement["max_std_dev_rel_err"] < 1e-8 and agreement["max_component_abs_err"] < 1e-8, agreement
+    text = out.with_suffix(".md").read_text()
+    assert "| MADlib pca_sparse_train, 2 calls (one per hour) |" in text
+    assert "| madlib_compat faster than MADlib |" in text
