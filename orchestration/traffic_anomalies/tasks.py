@@ -40,6 +40,7 @@ LUIGI_CONFIG = PROJECT_DIR / "luigi.cfg"
 os.environ.setdefault("LUIGI_CONFIG_PATH", str(LUIGI_CONFIG))
 
 import luigi  # noqa: E402
+import psycopg2  # noqa: E402
 import luigi.configuration  # noqa: E402
 from luigi.configuration.cfg_parser import LuigiConfigParser  # noqa: E402
 
@@ -181,6 +182,9 @@ class NightlyTask(luigi.Task):
         # What the scheduler, the summary and the failure e-mail show: dbt's own message.
         if isinstance(exception, DbtError):
             return f"{self} failed:\n{exception}"
+        if isinstance(exception, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+            first = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
+            return f"{self} failed: lost the database connection ({first})"  # no traceback
         return super().on_failure(exception)
 
 
