@@ -77,6 +77,11 @@ def assert_one_published_night(pipeline: Pipeline, date: dt.date) -> str:
     return pair[0]
 
 
+def night(marts: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """What readers see of the published night (dim_runs lists every kept night)."""
+    return {name: rows for name, rows in marts.items() if name != "dim_runs"}
+
+
 def test_a_run_for_another_date_makes_the_next_run_of_this_date_start_again(snap):
     first = nightly(snap, D)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -100,7 +105,7 @@ def test_a_run_for_another_date_makes_the_next_run_of_this_date_start_again(snap
     assert "tasks run: 0;" not in again.stdout, "the tables hold D-1's night, yet D was skipped as complete"
     again_run = assert_one_published_night(snap, D)
     assert again_run not in (first_run, other_run)
-    assert snap.marts() == first_marts
+    assert night(snap.marts()) == night(first_marts)
     # History: the latest run of each night (the first run of D was superseded by the rerun).
     assert published(snap) == [(other_run, D - dt.timedelta(days=1)), (again_run, D)]
     assert history_runs(snap) == {other_run, again_run}
@@ -177,7 +182,7 @@ def test_sigterm_during_the_pca_hours_says_interrupted_and_the_rerun_resumes(sna
     assert {k: snap.hour_markers()[k] for k in survivors} == survivors
     assert f"tasks run: {24 - len(survivors) + DOWNSTREAM};" in resumed.stdout
     assert assert_one_published_night(snap, D) != previous
-    assert snap.marts() == expected
+    assert night(snap.marts()) == night(expected)
 
 
 def test_report_refuses_marts_that_show_two_runs(snap):
