@@ -32,7 +32,7 @@
         )
     {%- endcall %}
 
-    {%- set dims = run_query("select (select count(*) from " ~ ref('dim_days') ~ "), (select count(*) from " ~ ref('dim_users') ~ ")") -%}
+    {%- set dims = run_query("select (select count(*) from " ~ ref('int_pca_days') ~ "), (select count(*) from " ~ ref('int_pca_users') ~ ")") -%}
     {%- set row_dim = dims.columns[0].values()[0] | int -%}
     {%- set col_dim = dims.columns[1].values()[0] | int -%}
     {#- MADlib takes table names as text: keep them to plain identifiers -#}

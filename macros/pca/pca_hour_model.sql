@@ -4,7 +4,7 @@
 {% macro pca_hour_model() %}
     {%- set hour = validated_hour(model.name[-2:] | int) -%}
     {{ config(materialized='pca_sparse', tags=['pca_hour'], meta={'hour_of_day': hour}) }}
-    -- depends_on: {{ ref('dim_days') }}, {{ ref('dim_users') }}
+    -- depends_on: {{ ref('int_pca_days') }}, {{ ref('int_pca_users') }}
     select
         row_id,
         col_id,

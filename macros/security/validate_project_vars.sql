@@ -21,6 +21,8 @@
         {%- endfor -%}
     {%- endif -%}
     {%- do pca_window_days() -%}
+    {%- do history_nights() -%}
+    {%- do nightly_run_id() -%}
     {%- set by_hour = var('pca_components_by_hour', {}) -%}
     {%- if by_hour is not mapping -%}
         {{ exceptions.raise_compiler_error("pca_components_by_hour must map hours to settings, e.g. {\"7\": 5}, got: " ~ (by_hour | tojson)) }}

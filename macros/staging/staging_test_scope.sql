@@ -6,7 +6,8 @@
     invocation that wrote it; a load writes one value, in every shard). A full load tests all
     it loaded; a nightly run tests only the new day instead of rescanning every day staged
     before, which were tested when they were loaded. The newest `loaded_at` and its rows are found through
-    the index on loaded_at. Var `staging_tests_scope: all` tests every row instead. Any other
+    the index on loaded_at. Var `staging_tests_scope: all` tests every row instead.
+    `where: this_run` (the mart history tables' tests) keeps the rows of var `run_id`. Any other
     `where` is dbt's: a filter on the model's rows. -#}
 {% macro default__get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
@@ -28,6 +29,10 @@
             {%- do newest.append("(select max(latest.loaded_at) from " ~ staged ~ " as latest)") -%}
         {%- endfor -%}
         {%- set where = "loaded_at = greatest(" ~ newest | join(", ") ~ ")" -%}
+    {%- endif -%}
+    {%- if where == 'this_run' -%}
+        {#- the mart history tables' tests: the rows of the run being built (var run_id) -#}
+        {%- set where = "run_id = " ~ sql_string_literal(nightly_run_id()) -%}
     {%- endif -%}
     {%- if where -%}
         {%- set filtered -%}

@@ -27,7 +27,7 @@ days as (
     select
         day_index,
         activity_date
-    from {{ ref('dim_days') }}
+    from {{ ref('int_pca_days') }}
 
 ),
 
@@ -36,7 +36,7 @@ users as (
     select
         user_index,
         user_name
-    from {{ ref('dim_users') }}
+    from {{ ref('int_pca_users') }}
 
 ),
 

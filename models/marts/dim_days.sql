@@ -1,41 +1,31 @@
-{{ config(materialized='table') }}
-
-{#- The PCA window: the last `pca_window_days` days up to the run date (var `run_date`,
-    default the newest day with flows), never before the first day with flows. `day_index`
-    is the row_id of every hourly PCA matrix. -#}
+{#- dim_days of the latest published night: the rows of dim_days_history written by the run
+    that dim_runs published last. -#}
 
 with
 
-counted_days as (
+history as (
 
     select
-        min(activity_date) as first_day,
-        max(activity_date) as last_day
-    from {{ ref('int_hourly_counts') }}
+        day_index,
+        activity_date,
+        iso_day_of_week,
+        run_id,
+        run_date
+    from {{ ref('dim_days_history') }}
 
 ),
 
-window_bounds as (
+published as (
 
-    select
-        {{ pca_window_end('counted_days.last_day') }} as window_end,
-        greatest(
-            counted_days.first_day,
-            {{ pca_window_end('counted_days.last_day') }} - ({{ pca_window_days() }} - 1)
-        ) as window_start
-    from counted_days
-
-),
-
-days as (
-
-    select generate_series(window_start, window_end, interval '1 day')::date as activity_date
-    from window_bounds
+    {{ latest_published_run() }}
 
 )
 
 select
-    row_number() over (order by activity_date)::int as day_index,
-    activity_date,
-    extract(isodow from activity_date)::int as iso_day_of_week
-from days
+    history.day_index,
+    history.activity_date,
+    history.iso_day_of_week,
+    history.run_id,
+    history.run_date
+from history
+inner join published on history.run_id = published.run_id

@@ -1,35 +1,33 @@
-{{ config(materialized='table') }}
-
-{#- Users with at least one flow in the PCA window, numbered in name order: `user_index` is
-    the col_id of every hourly PCA matrix and the position in each principal component. -#}
+{#- dim_users of the latest published night: the rows of dim_users_history written by the run
+    that dim_runs published last. -#}
 
 with
 
-window_counts as (
+history as (
 
     select
-        counts.user_name,
-        counts.flow_count,
-        counts.activity_date
-    from {{ ref('int_hourly_counts') }} as counts
-    inner join {{ ref('dim_days') }} as days on counts.activity_date = days.activity_date
+        user_index,
+        user_name,
+        window_flow_count,
+        active_days,
+        run_id,
+        run_date
+    from {{ ref('dim_users_history') }}
 
 ),
 
-users as (
+published as (
 
-    select
-        user_name,
-        sum(flow_count) as window_flow_count,
-        count(distinct activity_date) as active_days
-    from window_counts
-    group by user_name
+    {{ latest_published_run() }}
 
 )
 
 select
-    row_number() over (order by user_name)::int as user_index,
-    user_name,
-    window_flow_count,
-    active_days
-from users
+    history.user_index,
+    history.user_name,
+    history.window_flow_count,
+    history.active_days,
+    history.run_id,
+    history.run_date
+from history
+inner join published on history.run_id = published.run_id

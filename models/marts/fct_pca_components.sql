@@ -1,11 +1,9 @@
-{{ config(materialized='table') }}
-
-{#- Every kept principal component of every hour: its spread, its share of the hour's
-    variance, and its loadings over users (position i = user_index i). -#}
+{#- fct_pca_components of the latest published night: the rows of fct_pca_components_history written by the run
+    that dim_runs published last. -#}
 
 with
 
-components as (
+history as (
 
     select
         hour_of_day,
@@ -14,17 +12,28 @@ components as (
         eigenvalue,
         proportion,
         cumulative_proportion,
-        principal_components
-    from {{ ref('int_pca_components') }}
+        principal_components,
+        run_id,
+        run_date
+    from {{ ref('fct_pca_components_history') }}
+
+),
+
+published as (
+
+    {{ latest_published_run() }}
 
 )
 
 select
-    hour_of_day,
-    component_rank,
-    std_dev,
-    eigenvalue,
-    proportion,
-    cumulative_proportion,
-    principal_components
-from components
+    history.hour_of_day,
+    history.component_rank,
+    history.std_dev,
+    history.eigenvalue,
+    history.proportion,
+    history.cumulative_proportion,
+    history.principal_components,
+    history.run_id,
+    history.run_date
+from history
+inner join published on history.run_id = published.run_id

@@ -1,78 +1,49 @@
-{{ config(materialized='table') }}
-
-{#- One row per hour: the size of its matrix, how many components were kept and how much of
-    the variance they explain, and the training and projection diagnostics. -#}
+{#- fct_pca_summary of the latest published night: the rows of fct_pca_summary_history written by the run
+    that dim_runs published last. -#}
 
 with
 
-training as (
-
-    {{ union_pca_hour_tables('_summary', [
-        "rows_used", '"exec_time (ms)" as train_time_ms', "recon_error", "relative_recon_error",
-    ]) }}
-
-),
-
-projection as (
-
-    {{ union_pca_hour_tables('_projection_summary', [
-        "exec_time as project_time_ms", "residual_norm", "relative_residual_norm",
-    ]) }}
-
-),
-
-components as (
+history as (
 
     select
         hour_of_day,
-        count(*) as components_kept,
-        sum(proportion) as explained_proportion
-    from {{ ref('fct_pca_components') }}
-    group by hour_of_day
+        row_dim,
+        col_dim,
+        rows_used,
+        components_kept,
+        explained_proportion,
+        recon_error,
+        relative_recon_error,
+        residual_norm,
+        relative_residual_norm,
+        train_time_ms,
+        project_time_ms,
+        run_id,
+        run_date
+    from {{ ref('fct_pca_summary_history') }}
 
 ),
 
-dims as (
+published as (
 
-    select
-        (select count(*) from {{ ref('dim_days') }}) as row_dim,
-        (select count(*) from {{ ref('dim_users') }}) as col_dim
-
-),
-
-summary as (
-
-    select
-        training.hour_of_day,
-        dims.row_dim,
-        dims.col_dim,
-        training.rows_used,
-        components.components_kept,
-        components.explained_proportion,
-        training.recon_error,
-        training.relative_recon_error,
-        projection.residual_norm,
-        projection.relative_residual_norm,
-        training.train_time_ms,
-        projection.project_time_ms
-    from training
-    inner join projection on training.hour_of_day = projection.hour_of_day
-    inner join components on training.hour_of_day = components.hour_of_day
-    cross join dims
+    {{ latest_published_run() }}
 
 )
 
 select
-    hour_of_day,
-    row_dim,
-    col_dim,
-    rows_used,
-    components_kept,
-    explained_proportion,
-    recon_error,
-    relative_recon_error,
-    residual_norm,
-    relative_residual_norm,
-    train_time_ms,
-    project_time_ms
-from summary
+    history.hour_of_day,
+    history.row_dim,
+    history.col_dim,
+    history.rows_used,
+    history.components_kept,
+    history.explained_proportion,
+    history.recon_error,
+    history.relative_recon_error,
+    history.residual_norm,
+    history.relative_residual_norm,
+    history.train_time_ms,
+    history.project_time_ms,
+    history.run_id,
+    history.run_date
+from history
+inner join published on history.run_id = published.run_id

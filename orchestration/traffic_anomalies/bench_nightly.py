@@ -182,9 +182,9 @@ def _reset_schema(schema: str) -> None:
     with _connect() as conn, conn.cursor() as cur:
         for name in (schema, f"{schema}_lake"):
             cur.execute(f'drop schema if exists "{name}" cascade')
-        cur.execute("select to_regclass('ta_meta.task_runs')")
+        cur.execute("select to_regclass('ta_meta.step_state')")
         if cur.fetchone()[0] is not None:
-            cur.execute("delete from ta_meta.task_runs where target_schema = %s", (schema,))
+            cur.execute("delete from ta_meta.step_state where target_schema = %s", (schema,))
     shutil.rmtree(_run_root(schema), ignore_errors=True)
 
 
@@ -270,11 +270,11 @@ def run_nightly(schema: str, run_date: dt.date, lake: Path, workers: int, extra_
 def step_profile(schema: str, run_date: dt.date) -> list[dict]:
     """Per step: process wall time (marker), dbt's own elapsed time and node time (run_results)."""
     rows = _query(
-        "select task_id, task_family, elapsed_s, finished_at, details from ta_meta.task_runs "
+        "select step, task_family, elapsed_s, finished_at, details from ta_meta.step_state "
         "where target_schema = %s and run_date = %s order by finished_at", (schema, run_date))
     steps = []
     for task_id, family, elapsed, finished, details in rows:
-        step = {"task": task_id.split("_")[0] if family != "PcaHour" else task_id, "family": family,
+        step = {"task": task_id, "family": family,  # the step: BuildMarts, PcaHour_07…
                 "wall_s": round(elapsed or 0.0, 3),
                 "started": (finished - dt.timedelta(seconds=elapsed or 0.0)).isoformat(),
                 "finished": finished.isoformat()}

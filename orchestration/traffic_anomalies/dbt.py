@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -327,6 +328,9 @@ def _run_forked(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], out: 
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 2  # dbt's own status for an unhandled error
+        global _is_dbt_child
+        _is_dbt_child = True
+        _children.clear()
         try:
             os.chdir(cwd)
             os.environ.clear()
@@ -365,8 +369,43 @@ def _run_forked(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], out: 
                 # _exit: no atexit handlers, no destructors of the parent's objects (its database
                 # connections, Luigi's worker state) run in the child.
                 os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    _children.add(pid)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        _children.discard(pid)
     return os.waitstatus_to_exitcode(status)
+
+
+# The dbt processes this process forked and is waiting for, and whether this process is one.
+_children: set[int] = set()
+_is_dbt_child = False
+
+
+def in_dbt_child() -> bool:
+    return _is_dbt_child
+
+
+def stop_children(grace_s: float = 20.0) -> None:
+    """On an interrupt: stop the dbt processes we started and reap them. SIGINT makes dbt
+    cancel its running queries (its own Ctrl-C handling); SIGKILL after `grace_s`."""
+    for pid in list(_children):
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            _children.discard(pid)
+    deadline = time.monotonic() + grace_s
+    while _children:
+        for pid in list(_children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                _children.discard(pid)
+            elif time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def run_dbt(

@@ -1,8 +1,10 @@
 """`traffic-anomalies nightly | backfill | scheduler`: run the Luigi DAG of tasks.py.
 
 One run at a time per target schema (a PostgreSQL advisory lock held for the whole run), the
-central scheduler when it answers (else Luigi's local one), exit codes from luigi.cfg [retcode],
-and a summary of what ran, what was already complete, rows per layer and where results are.
+central scheduler when it answers (else Luigi's local one), exit codes from luigi.cfg [retcode]
+(128 + the signal on SIGINT/SIGTERM), and a summary of what ran, what was already complete
+(and why, when nothing ran), each failure once with its log, rows per layer and, after a
+successful run only, where results are. Luigi's own log goes to a file beside the steps' logs.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import argparse
 import datetime as dt
 import json
 import logging
+import multiprocessing
+import secrets
+import shutil
 import os
 import signal
 import subprocess
@@ -24,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psycopg2
 
 from traffic_anomalies import PROJECT_DIR, localdb
 from traffic_anomalies import tasks  # sets LUIGI_CONFIG_PATH before luigi is imported
@@ -39,6 +46,8 @@ logger = logging.getLogger("traffic_anomalies.nightly")
 SCHEDULER_HOST = "127.0.0.1"  # luigid would listen on every interface by default
 SCHEDULER_PORT = 8082
 DEFAULT_WORKERS = 4
+# Nights of logs and artifacts kept under target/nightly/<schema>/ (option --keep-nights).
+DEFAULT_KEEP_NIGHTS = int(os.environ.get("TA_KEEP_NIGHTS") or 7)
 # Tasks whose models' rows the summary counts, and the layer a model name belongs to.
 COUNTED_TASKS = ("BuildStaging", "BuildPcaInput", "BuildMarts")
 LAYER_PREFIXES = (("stg_", "staging"), ("int_hourly", "hourly counts"), ("int_", "intermediate"),
@@ -156,8 +165,11 @@ class Outcome:
     code: int
     completed: list[str] = field(default_factory=list)
     already_done: list[str] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (task, dbt's message)
+    failures: list[tuple[str, str, str | None]] = field(default_factory=list)  # (step, message, log)
     not_run: list[str] = field(default_factory=list)
+    other_worker: list[str] = field(default_factory=list)  # run by another worker of the scheduler
+    run_id: str | None = None
+    interrupted: str | None = None  # the signal's name
 
 
 def exit_code(sets: dict[str, set[Any]], root: Any) -> int:
@@ -182,18 +194,27 @@ def build_date(task: tasks.NightlyRun, workers: int, scheduler: dict[str, Any]) 
     result = luigi.build([task], detailed_summary=True, workers=workers, **scheduler)
     worker = result.worker
     sets = luigi.execution_summary._summary_dict(worker)
-    outcome = Outcome(date=task.date, code=exit_code(sets, task))
-    outcome.completed = sorted(str(t) for t in sets["completed"])
-    outcome.already_done = sorted(str(t) for t in sets["already_done"])
+    outcome = Outcome(date=task.date, code=exit_code(sets, task), run_id=getattr(task, "run_id", None))
+    outcome.completed = sorted(step_label(t) for t in sets["completed"])
+    outcome.already_done = sorted(step_label(t) for t in sets["already_done"])
     for failed in sorted(sets["failed"] | sets["scheduling_error"], key=str):
         # The explanation the task sent the scheduler: on_failure() puts dbt's message there.
         error = worker._scheduler.fetch_error(failed.task_id).get("error") or '"(no message)"'
-        outcome.failures.append((str(failed), _decode_expl(error).strip()))
+        log = str(failed.target_path() / "dbt.out") if isinstance(failed, tasks.DbtTask) else None
+        outcome.failures.append((step_label(failed), _decode_expl(error).strip(), log))
     outcome.not_run = sorted(
-        str(t) for status in ("upstream_failure", "upstream_scheduling_error", "not_run", "still_pending_ext")
+        step_label(t) for status in ("upstream_failure", "upstream_scheduling_error", "not_run", "still_pending_ext")
         for t in sets[status]
     )
+    outcome.other_worker = sorted(step_label(t) for t in sets["run_by_other_worker"])
     return outcome
+
+
+def step_label(task: Any) -> str:
+    """A step as the summary names it: PcaHour_07, BuildMarts (the date is in the heading)."""
+    if isinstance(task, tasks.DbtTask):
+        return task.run_label()
+    return getattr(task, "task_family", str(task))
 
 
 def _decode_expl(expl: str) -> str:
@@ -214,6 +235,48 @@ def choose_scheduler(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if args.scheduler_url:
         raise RuntimeError(f"no Luigi scheduler answers at {url} (start one: `traffic-anomalies scheduler up`)")
     return {"local_scheduler": True}, f"local scheduler (none answers at {url})"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached the nightly command."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_main_pid: int | None = None
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)  # cleaning up now: not twice
+    if dbt_runner.in_dbt_child():
+        raise KeyboardInterrupt  # dbt's own Ctrl-C handling: it cancels its running queries
+    dbt_runner.stop_children()  # the dbt this process started, stopped and reaped
+    if os.getpid() != _main_pid:
+        os._exit(128 + signum)  # a Luigi worker process: the main process reports
+    raise Interrupted(signum)
+
+
+def _catch_signals() -> None:
+    global _main_pid
+    _main_pid = os.getpid()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
+
+
+def _stop_workers(timeout_s: float = 60.0) -> None:
+    """Wait for Luigi's worker processes (Luigi sent them SIGTERM on its way out)."""
+    deadline = time.monotonic() + timeout_s
+    for child in multiprocessing.active_children():
+        child.terminate()
+        child.join(max(0.0, deadline - time.monotonic()))
+
+
+def new_run_id(date: dt.date) -> str:
+    """An attempt's id: when it started (UTC) and a random suffix; the date is beside it."""
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) -> int:
@@ -243,15 +306,24 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
     except runstate.RunLockBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return codes.already_running
+    except psycopg2.Error as exc:
+        print(f"error: {database_error(exc)}", file=sys.stderr)
+        return codes.unhandled_exception or 1
     lake_root = str(Path(args.lake).resolve()) if args.lake else None
     outcomes: list[Outcome] = []
+    _catch_signals()
     try:
         with runstate.connection() as conn:
             runstate.ensure_meta(conn)
+        if getattr(args, "force", False):
+            cleared = runstate.clear_markers(schema)
+            print(f"--force: forgot {cleared} finished steps of schema {schema}; starting from the beginning",
+                  file=sys.stderr)
         print(f"{label}: schema {schema}, {scheduler_text}, {args.workers} workers", file=sys.stderr)
         can_fork = dbt_runner.can_fork()  # no warm-up where steps could not be forked anyway
         for date in dates:
-            task = tasks.NightlyRun(date=date, lake_root=lake_root, dbt_vars=args.vars)
+            task = tasks.nightly_run(date, lake_root=lake_root, dbt_vars=args.vars, run_id=new_run_id(date))
+            _log_luigi_to(tasks.DbtTask.run_root() / date.isoformat() / "luigi.log")
             if can_fork and not task.complete():
                 # Before Luigi forks its workers, for each date (its vars differ): every dbt
                 # step is then a fork of a process that has dbt imported and this date's
@@ -260,39 +332,127 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
             outcomes.append(build_date(task, args.workers, scheduler))
             if outcomes[-1].code != 0:
                 break  # later dates build on this one (incremental counts, PCA window)
+    except Interrupted as exc:
+        _stop_workers()
+        outcomes.append(Outcome(date=dates[len(outcomes)] if len(outcomes) < len(dates) else dates[-1],
+                                code=128 + exc.signum, interrupted=str(exc)))
+    except psycopg2.Error as exc:
+        lock.release()
+        print_summary(outcomes, dates, schema, database_down=True)
+        print(f"error: {database_error(exc)}", file=sys.stderr)
+        return max([o.code for o in outcomes] + [codes.unhandled_exception or 1])
     except Exception:
         traceback.print_exc()
         return codes.unhandled_exception or 1
     finally:
         lock.release()
-    print_summary(outcomes, dates, schema)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        prune_artifacts(tasks.DbtTask.run_root(), keep=getattr(args, "keep_nights", DEFAULT_KEEP_NIGHTS),
+                        current={d.isoformat() for d in dates})
+    try:
+        print_summary(outcomes, dates, schema)
+    except psycopg2.Error as exc:  # the database went away after the run: say so, keep the run's code
+        print(f"error: {database_error(exc)}", file=sys.stderr)
+        return max([o.code for o in outcomes] + [codes.unhandled_exception or 1])
     return max((o.code for o in outcomes), default=0)
 
 
-def print_summary(outcomes: Sequence[Outcome], dates: Sequence[dt.date], schema: str) -> None:
+def database_error(exc: BaseException) -> str:
+    """One line for a database error (psycopg2's message is several)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"lost the database connection ({first})" if isinstance(
+        exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) else first
+
+
+def prune_artifacts(run_root: Path, keep: int, current: set[str]) -> None:
+    """Keep the logs and artifacts of the newest `keep` nights (and this run's) under run_root."""
+    if not run_root.is_dir():
+        return
+    nights = sorted((d for d in run_root.iterdir() if d.is_dir() and _is_date(d.name)),
+                    key=lambda d: d.stat().st_mtime, reverse=True)
+    kept = 0
+    for night in nights:
+        if night.name in current or kept < keep:
+            kept += night.name not in current
+            continue
+        shutil.rmtree(night, ignore_errors=True)
+
+
+def _is_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _log_luigi_to(path: Path) -> None:
+    """Luigi's loggers to a file of the night (the summary reports each failure once)."""
+    # In this process only (luigid configures its own logging from luigi.cfg).
+    luigi.configuration.get_config().set("core", "no_configure_logging", "true")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("luigi", "luigi-interface", "luigi.scheduler"):
+        log = logging.getLogger(name)
+        for old in list(log.handlers):
+            log.removeHandler(old)
+            old.close()
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def print_summary(outcomes: Sequence[Outcome], dates: Sequence[dt.date], schema: str,
+                  database_down: bool = False) -> None:
     out = sys.stdout
     print("", file=out)
     for outcome in outcomes:
+        if outcome.interrupted:
+            print(f"== nightly run {outcome.date}: INTERRUPTED by {outcome.interrupted} (exit {outcome.code})", file=out)
+            print("finished steps are kept: run the same command again to resume", file=out)
+            if not database_down:
+                _print_published(schema)
+            continue
         state = "OK" if outcome.code == 0 else f"FAILED (exit {outcome.code})"
         print(f"== nightly run {outcome.date}: {state}", file=out)
         print(f"tasks run: {len(outcome.completed)}; skipped as already complete: "
               f"{len(outcome.already_done)}; failed: {len(outcome.failures)}; "
               f"not run: {len(outcome.not_run)}", file=out)
-        for task_name, error in outcome.failures:
-            print(f"FAILED {task_name}:", file=out)
+        for task_name, error, log in outcome.failures:
+            shown_log = log and f"log: {log}" not in error  # dbt's message names it already
+            print(f"FAILED {task_name}" + (f" (log {log})" if shown_log else "") + ":", file=out)
             print("    " + error.replace("\n", "\n    "), file=out)
         if outcome.not_run:
             print("not run (upstream failed): " + ", ".join(outcome.not_run), file=out)
-        _print_results(outcome.date, schema)
+        if outcome.other_worker:
+            print(f"not run here: {len(outcome.other_worker)} steps were being run by another worker of the "
+                  f"scheduler ({', '.join(outcome.other_worker[:5])}…): another run of schema {schema}?", file=out)
+        if database_down:
+            continue
+        if outcome.code == 0 and not outcome.completed:
+            print("nothing to run: every step is complete for these inputs (date, vars, lake files "
+                  "unchanged since they ran); --force reruns the date from the start", file=out)
+        _print_results(outcome, schema)
     for date in dates[len(outcomes):]:
         print(f"== nightly run {date}: not started (an earlier date failed)", file=out)
 
 
-def _print_results(date: dt.date, schema: str) -> None:
-    markers = runstate.markers(date, schema)
+def _print_published(schema: str) -> None:
+    published = runstate.published_run(schema)
+    if published is None:
+        print("the marts show no run yet (none published)")
+    else:
+        run_id, run_date, at = published
+        print(f"the marts show run {run_id} of {run_date} (published {at:%Y-%m-%d %H:%M:%S %Z})")
+
+
+def _print_results(outcome: Outcome, schema: str) -> None:
+    markers = runstate.markers(schema)
     relations: list[tuple[str, str, str]] = []  # (layer, model, relation)
     for marker in markers.values():
-        if marker.task_family not in COUNTED_TASKS:
+        if marker.task_family not in COUNTED_TASKS or marker.run_date != outcome.date:
             continue
         for node in marker.nodes:
             uid, relation = node["unique_id"], node.get("relation_name")
@@ -303,14 +463,19 @@ def _print_results(date: dt.date, schema: str) -> None:
     if relations:
         counts = runstate.count_rows([r for _, _, r in relations])
         order = [lay for _, lay in LAYER_PREFIXES]
-        print("rows (tables hold every date loaded so far; views are not counted):")
+        print("rows (tables hold every date loaded so far, history tables every kept night; views are not counted):")
         for layer, name, relation in sorted(relations, key=lambda r: (order.index(r[0]) if r[0] in order else 99, r[1])):
             count = counts[relation]
             print(f"  {layer:<14} {relation:<60} {count if isinstance(count, str) else f'{count:,}'}")
-        marts = [rel for lay, _, rel in relations if lay == "marts"]
-        if marts:
+        marts = [rel for lay, name, rel in relations if lay == "marts" and not name.endswith("_history")]
+        if marts and outcome.code == 0:
             print("results: " + ", ".join(sorted(marts)))
+    _print_published(schema)
+    if outcome.code != 0:
+        return  # no report or docs of an earlier run presented as this one's
     for marker in markers.values():
+        if marker.run_date != outcome.date:
+            continue
         if marker.details.get("report"):
             print(f"report: {marker.details['report']}")
         if marker.task_family == "GenerateDocs":
@@ -362,6 +527,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE", help="extra dbt var for every step (repeatable)")
     parser.add_argument("--wait", action="store_true",
                         help="wait for a nightly run in progress instead of refusing")
+    parser.add_argument("--force", action="store_true",
+                        help="forget which steps are complete: rerun the date(s) from the start")
+    parser.add_argument("--keep-nights", type=int, default=DEFAULT_KEEP_NIGHTS, metavar="N",
+                        help="nights of logs and artifacts kept under target/nightly "
+                        f"(default $TA_KEEP_NIGHTS or {DEFAULT_KEEP_NIGHTS})")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--local-scheduler", action="store_true", help="do not use luigid")
     where.add_argument("--scheduler-url", metavar="URL",

@@ -124,6 +124,26 @@ def _fetch(cur, schema: str, relation: str, text: str, params: tuple = ()) -> li
     return cur.fetchall()
 
 
+REPORTED_MARTS = ("dim_days", "dim_users", "fct_pca_components", "fct_day_anomalies", "fct_user_outliers",
+                  "fct_user_spikes")
+
+
+def check_one_run(cur, schema: str, present: set[str]) -> None:
+    """Every mart the report reads must show the same nightly run (run_id), or the page would
+    mix two nights: refuse, naming the runs."""
+    runs: dict[str, list[str]] = {}
+    for mart in (m for m in REPORTED_MARTS if m in present):
+        cur.execute("select 1 from information_schema.columns where table_schema = %s and table_name = %s "
+                    "and column_name = 'run_id'", (schema, mart))
+        if cur.fetchone() is None:
+            raise ReportError(f"{schema}.{mart} has no run_id: built before nightly snapshots; rerun the nightly")
+        for run_id, run_date in _fetch(cur, schema, mart, "select distinct run_id, run_date from {}"):
+            runs.setdefault(f"{run_id} ({run_date})", []).append(mart)
+    if len(runs) > 1:
+        shown = "; ".join(f"{run}: {', '.join(marts)}" for run, marts in sorted(runs.items()))
+        raise ReportError(f"the marts of schema {schema!r} mix nightly runs ({shown}): rerun the nightly")
+
+
 def load_report_data(
     conn, schema: str, top_n: int = TOP_USERS_PER_HOUR, max_users: int = MAX_FLAGGED_USERS, max_spikes: int = MAX_SPIKES
 ) -> ReportData:
@@ -137,6 +157,7 @@ def load_report_data(
         missing = [name for name in needed if name not in present]
         if missing:
             raise ReportError(f"schema {schema!r} lacks {', '.join(missing)}: build the marts first (traffic-anomalies nightly)")
+        check_one_run(cur, schema, present)
 
         days = [row[0] for row in _fetch(cur, schema, "dim_days", "select activity_date from {} order by activity_date")]
         if not days:

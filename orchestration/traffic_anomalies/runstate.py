@@ -1,8 +1,10 @@
 """What the nightly run keeps in the database: completion markers and the one-run-at-a-time lock.
 
-Markers live in `ta_meta.task_runs`, one row per (dbt target schema, Luigi task id). A row is
-written only after the task's dbt work has committed, so after a crash a rerun redoes exactly
-the tasks without a row. Connections come from the libpq PG* variables, like dbt's profile.
+Markers live in `ta_meta.step_state`, one row per (dbt target schema, step): the tables a step
+builds belong to the schema, not to a date, so its row says from which inputs (fingerprint,
+run date) they were last built. A row is written only after the step's dbt work has
+committed, so after a crash a rerun redoes exactly the steps without a row. Connections come
+from the libpq PG* variables, like dbt's profile.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 META_SCHEMA = "ta_meta"
-MARKER_TABLE = "task_runs"
+MARKER_TABLE = "step_state"
 # First key of every advisory lock we take ("TA" + 1); the second is derived from the target.
 LOCK_CLASS = 0x5441_0001 & 0x7FFF_FFFF
 _DDL_LOCK_KEY = 0  # second key serialising the creation of ta_meta
@@ -67,21 +69,19 @@ def ensure_meta(conn: psycopg2.extensions.connection) -> None:
                 f"""
                 create table if not exists {META_SCHEMA}.{MARKER_TABLE} (
                     target_schema text not null,
+                    step text not null,  -- task family, and hour for the PCA hours
                     task_id text not null,
                     task_family text not null,
                     run_date date not null,
-                    fingerprint text not null,  -- hash of the dbt vars the work was done with
+                    fingerprint text not null,  -- hash of the inputs (date, vars, lake files)
+                    run_id text,  -- the attempt that wrote it
                     finished_at timestamptz not null default clock_timestamp(),
                     elapsed_s double precision,
                     nodes jsonb not null default '[]',  -- per dbt node: status, time, rows
                     details jsonb not null default '{{}}',
-                    primary key (target_schema, task_id)
+                    primary key (target_schema, step)
                 )
                 """
-            )
-            cur.execute(
-                f"create index if not exists task_runs_by_date "
-                f"on {META_SCHEMA}.{MARKER_TABLE} (target_schema, run_date)"
             )
     finally:
         conn.autocommit = True
@@ -89,17 +89,20 @@ def ensure_meta(conn: psycopg2.extensions.connection) -> None:
 
 @dataclass(frozen=True)
 class Marker:
+    step: str
     task_id: str
     task_family: str
+    run_date: dt.date
     fingerprint: str
+    run_id: str | None
     finished_at: dt.datetime
     elapsed_s: float | None
     nodes: list[dict[str, Any]]
     details: dict[str, Any]
 
 
-def markers(run_date: dt.date, schema: str | None = None) -> dict[str, Marker]:
-    """Every marker of one run date, by task id (one query: complete() is called often)."""
+def markers(schema: str | None = None) -> dict[str, Marker]:
+    """Every marker of a target schema, by step (one query: complete() is called often)."""
     with connection("traffic-anomalies markers") as conn:
         with conn.cursor() as cur:
             cur.execute("select to_regclass(%s)", (f"{META_SCHEMA}.{MARKER_TABLE}",))
@@ -107,66 +110,108 @@ def markers(run_date: dt.date, schema: str | None = None) -> dict[str, Marker]:
                 return {}
             cur.execute(
                 f"""
-                select task_id, task_family, fingerprint, finished_at, elapsed_s, nodes, details
+                select step, task_id, task_family, run_date, fingerprint, run_id, finished_at,
+                    elapsed_s, nodes, details
                 from {META_SCHEMA}.{MARKER_TABLE}
-                where target_schema = %s and run_date = %s
+                where target_schema = %s
                 """,
-                (schema or target_schema(), run_date),
+                (schema or target_schema(),),
             )
             return {row[0]: Marker(*row) for row in cur.fetchall()}
 
 
-def clear_marker(task_id: str, schema: str | None = None) -> None:
-    """Forget a task's completion before redoing it: a crash mid-way must not look finished."""
+def clear_markers(schema: str | None = None) -> int:
+    """Forget every step of a schema (`--force`): the next run starts from the beginning."""
     with connection("traffic-anomalies markers") as conn:
         ensure_meta(conn)
         with conn.cursor() as cur:
-            cur.execute(
-                f"delete from {META_SCHEMA}.{MARKER_TABLE} where target_schema = %s and task_id = %s",
-                (schema or target_schema(), task_id),
-            )
+            cur.execute(f"delete from {META_SCHEMA}.{MARKER_TABLE} where target_schema = %s",
+                        (schema or target_schema(),))
+            return cur.rowcount
 
 
-def write_marker(
-    *,
-    task_id: str,
-    task_family: str,
-    run_date: dt.date,
-    fingerprint: str,
-    elapsed_s: float,
-    nodes: Sequence[Mapping[str, Any]] = (),
-    details: Mapping[str, Any] | None = None,
-    schema: str | None = None,
-) -> None:
-    """Record that a task's work has committed (call only after it has)."""
-    with connection("traffic-anomalies markers") as conn:
-        ensure_meta(conn)
-        with conn.cursor() as cur:
-            cur.execute(
-                f"""
-                insert into {META_SCHEMA}.{MARKER_TABLE}
-                    (target_schema, task_id, task_family, run_date, fingerprint, elapsed_s, nodes, details)
-                values (%s, %s, %s, %s, %s, %s, %s, %s)
-                on conflict (target_schema, task_id) do update set
-                    task_family = excluded.task_family,
-                    run_date = excluded.run_date,
-                    fingerprint = excluded.fingerprint,
-                    finished_at = clock_timestamp(),
-                    elapsed_s = excluded.elapsed_s,
-                    nodes = excluded.nodes,
-                    details = excluded.details
-                """,
-                (
-                    schema or target_schema(),
-                    task_id,
-                    task_family,
-                    run_date,
-                    fingerprint,
-                    elapsed_s,
-                    json.dumps(list(nodes)),
-                    json.dumps(dict(details or {})),
-                ),
-            )
+@dataclass(frozen=True)
+class StepTarget:
+    """Luigi Target of a step: its row in ta_meta.step_state, made from the same inputs, with
+    every upstream step complete and older than it (make's rule)."""
+
+    schema: str
+    step: str
+    fingerprint: str
+    upstream: tuple["StepTarget", ...] = ()
+
+    def exists(self) -> bool:
+        return self.complete_in(markers(self.schema))
+
+    def complete_in(self, known: Mapping[str, Marker]) -> bool:
+        marker = known.get(self.step)
+        if marker is None or marker.fingerprint != self.fingerprint:
+            return False
+        for upstream in self.upstream:
+            if not upstream.complete_in(known):
+                return False
+            if known[upstream.step].finished_at > marker.finished_at:
+                return False  # upstream was rebuilt after us: our output is stale
+        return True
+
+    def clear(self) -> None:
+        """Forget the step before redoing it: a crash mid-way must not look finished."""
+        with connection("traffic-anomalies markers") as conn:
+            ensure_meta(conn)
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"delete from {META_SCHEMA}.{MARKER_TABLE} where target_schema = %s and step = %s",
+                    (self.schema, self.step),
+                )
+
+    def write(
+        self,
+        *,
+        task_id: str,
+        task_family: str,
+        run_date: dt.date,
+        run_id: str | None,
+        elapsed_s: float,
+        nodes: Sequence[Mapping[str, Any]] = (),
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record that the step's work has committed (call only after it has)."""
+        with connection("traffic-anomalies markers") as conn:
+            ensure_meta(conn)
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"""
+                    insert into {META_SCHEMA}.{MARKER_TABLE} (target_schema, step, task_id, task_family,
+                        run_date, fingerprint, run_id, elapsed_s, nodes, details)
+                    values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    on conflict (target_schema, step) do update set
+                        task_id = excluded.task_id,
+                        task_family = excluded.task_family,
+                        run_date = excluded.run_date,
+                        fingerprint = excluded.fingerprint,
+                        run_id = excluded.run_id,
+                        finished_at = clock_timestamp(),
+                        elapsed_s = excluded.elapsed_s,
+                        nodes = excluded.nodes,
+                        details = excluded.details
+                    """,
+                    (self.schema, self.step, task_id, task_family, run_date, self.fingerprint, run_id,
+                     elapsed_s, json.dumps(list(nodes)), json.dumps(dict(details or {}))),
+                )
+
+
+def published_run(schema: str | None = None) -> tuple[str, dt.date, dt.datetime] | None:
+    """The run the marts show (run id, run date, published at), None before the first."""
+    schema = schema or target_schema()
+    with connection("traffic-anomalies summary") as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass(%s)", (f'"{schema}"."dim_runs"',))
+        if cur.fetchone()[0] is None:
+            return None
+        cur.execute(sql.SQL("select run_id, run_date, published_at from {} "
+                            "order by published_at desc, run_id desc limit 1")
+                    .format(sql.Identifier(schema, "dim_runs")))
+        row = cur.fetchone()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 def count_rows(relation_names: Sequence[str]) -> dict[str, int | str]:

@@ -3,10 +3,16 @@
     StageLake → LoadSeeds → BuildStaging → BuildPcaInput → PcaHour ×24 → BuildMarts
                                                              → GenerateDocs, BuildReport → NightlyRun
 
-Completion lives in the database (`runstate`), not in files: a task is complete when it has a
-marker for its date made with the same dbt vars, its upstream tasks are complete, and its
-marker is newer than theirs (make's rule). So a rerun after a crash redoes exactly the missing
-tasks, and whatever was rebuilt upstream is rebuilt downstream too.
+Completion is a Target in the database (`runstate.StepTarget`, returned by output()): one row
+per step of a target schema, since the steps' tables are the schema's, whatever date built
+them. A step is complete when its row was written from the same inputs (run date, dbt vars,
+the lake files of days up to the run date: names, sizes, mtimes), its upstream steps are
+complete, and its row is newer than theirs (make's rule). So a rerun after a crash redoes
+exactly the missing steps, a run for another date makes the next run of this one start over,
+and whatever was rebuilt upstream is rebuilt downstream too.
+
+Task ids carry the database, the target schema and the project directory: runs of two schemas
+or two checkouts on one central scheduler never share task state.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ LUIGI_CONFIG = PROJECT_DIR / "luigi.cfg"
 os.environ.setdefault("LUIGI_CONFIG_PATH", str(LUIGI_CONFIG))
 
 import luigi  # noqa: E402
+import psycopg2  # noqa: E402
 import luigi.configuration  # noqa: E402
 from luigi.configuration.cfg_parser import LuigiConfigParser  # noqa: E402
 
@@ -65,14 +72,11 @@ STEPS: dict[str, Step] = {
     "StageLake": Step(("run-operation", "stage_external_sources"), macro_args={}),
     "LoadSeeds": Step(("seed",), require_nodes=False),  # no seeds is a valid project
     "BuildStaging": Step(("build",), select=("path:models/staging", "int_hourly_counts")),
-    "BuildPcaInput": Step(("build",), select=("int_pca_input", "dim_days", "dim_users")),
+    "BuildPcaInput": Step(("build",), select=("int_pca_input", "int_pca_days", "int_pca_users")),
     "PcaHour": Step(("build",), select=("int_pca_hour_{hour:02d}",)),
-    # The marts and the anomaly models between them and the per-hour PCA.
-    "BuildMarts": Step(
-        ("build",),
-        select=("path:models/intermediate/anomalies", "path:models/marts"),
-        exclude=("dim_days", "dim_users"),
-    ),
+    # The anomaly models after the per-hour PCA, the marts' history tables, then dim_runs
+    # (publishing the run) and the marts' views.
+    "BuildMarts": Step(("build",), select=("path:models/intermediate/anomalies", "path:models/marts")),
     "GenerateDocs": Step(("docs", "generate"), require_nodes=False, shared_target=True),
 }
 
@@ -121,31 +125,51 @@ class NightlyTask(luigi.Task):
     """A step of the nightly run for one date, complete when its database marker says so."""
 
     date: dt.date = luigi.DateParameter()
+    # Where the work lands: part of the task id, so two schemas or checkouts sharing a central
+    # scheduler never see each other's tasks (empty: this process's database and schema).
+    database: str = luigi.Parameter(default="")
+    schema: str = luigi.Parameter(default="")
+    project: str = luigi.Parameter(default="")
     # Not part of the task id (the id names the work, the fingerprint checks how it was done).
     lake_root: str | None = luigi.OptionalParameter(default=None, significant=False)
     dbt_vars: Mapping[str, Any] = luigi.DictParameter(default={}, significant=False)
+    # The attempt: the mart rows it writes carry it (dbt var run_id); not an input of the work.
+    run_id: str | None = luigi.OptionalParameter(default=None, significant=False)
 
     def vars(self) -> dict[str, Any]:
         extra = json.loads(luigi.DictParameter().serialize(self.dbt_vars))
-        return {"run_date": self.date.isoformat(), "lake_root": self.lake_root or default_lake_root(), **extra}
+        run = {"run_id": self.run_id} if self.run_id else {}
+        return {"run_date": self.date.isoformat(), "lake_root": self.lake_root or default_lake_root(), **extra, **run}
+
+    def target_schema(self) -> str:
+        return self.schema or runstate.target_schema()
+
+    def state_key(self) -> str:
+        """The step's row in the completion table: one per step, whatever the date."""
+        return self.task_family
 
     def fingerprint(self) -> str:
-        """Same date but other vars (another lake, a forced parameter) is other work."""
-        return hashlib.sha256(json.dumps(self.vars(), sort_keys=True).encode()).hexdigest()[:16]
+        """The inputs the step's tables are built from: another date, other vars (another lake,
+        a forced parameter) or changed lake files is other work."""
+        inputs = {k: v for k, v in self.vars().items() if k != "run_id"}
+        inputs["lake_files"] = lake_files_digest(inputs["lake_root"], self.date)
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
-    def complete(self) -> bool:
-        return marker_complete(self, runstate.markers(self.date))
+    def output(self) -> runstate.StepTarget:
+        return runstate.StepTarget(self.target_schema(), self.state_key(), self.fingerprint(),
+                                   upstream=tuple(upstream_targets(self)))
 
     def run(self) -> None:
-        runstate.clear_marker(self.task_id)  # from here on the old marker would lie
+        target = self.output()
+        target.clear()  # from here on the old marker would lie
         started = time.monotonic()
         nodes, details = self.work()
         # Only now, with dbt's work committed, is the task done.
-        runstate.write_marker(
+        target.write(
             task_id=self.task_id,
             task_family=self.task_family,
             run_date=self.date,
-            fingerprint=self.fingerprint(),
+            run_id=self.run_id,
             elapsed_s=time.monotonic() - started,
             nodes=nodes,
             details=details,
@@ -158,23 +182,48 @@ class NightlyTask(luigi.Task):
         # What the scheduler, the summary and the failure e-mail show: dbt's own message.
         if isinstance(exception, DbtError):
             return f"{self} failed:\n{exception}"
+        if isinstance(exception, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+            first = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
+            return f"{self} failed: lost the database connection ({first})"  # no traceback
         return super().on_failure(exception)
 
 
-def marker_complete(task: luigi.Task, markers: Mapping[str, runstate.Marker]) -> bool:
-    marker = markers.get(task.task_id)
-    if marker is None or marker.fingerprint != task.fingerprint():
-        return False
-    for upstream in luigi.task.flatten(task.requires()):
-        if not isinstance(upstream, NightlyTask):
-            if not upstream.complete():
-                return False
+def upstream_targets(task: luigi.Task) -> list[runstate.StepTarget]:
+    """The completion targets of a task's upstream steps (make's rule compares with them)."""
+    return [up.output() for up in luigi.task.flatten(task.requires()) if isinstance(up, NightlyTask)]
+
+
+def lake_files_digest(lake_root: str, run_date: dt.date) -> str:
+    """Names, sizes and modification times of the lake files of days up to the run date (what
+    a run for that date reads). A lake this machine cannot see (a remote server's) lists as
+    empty: then only the date and vars tell runs apart."""
+    return _lake_files_digest(lake_root, run_date, _lake_stamp(lake_root))
+
+
+def _lake_stamp(lake_root: str) -> tuple:
+    """Cheap change detector for the cache below: the day directories and their mtimes."""
+    flows = Path(lake_root) / "flows"
+    try:
+        return tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(flows)))
+    except OSError:
+        return ()
+
+
+@functools.lru_cache(maxsize=16)
+def _lake_files_digest(lake_root: str, run_date: dt.date, _stamp: tuple) -> str:
+    digest = hashlib.sha256()
+    flows = Path(lake_root) / "flows"
+    for day_dir in sorted(flows.glob("dt=*")) if flows.is_dir() else []:
+        if day_dir.name.removeprefix("dt=") > run_date.isoformat():
             continue
-        if not marker_complete(upstream, markers):
-            return False
-        if markers[upstream.task_id].finished_at > marker.finished_at:
-            return False  # upstream was rebuilt after us: our output is stale
-    return True
+        for path in sorted(day_dir.rglob("*")):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            if path.is_file():
+                digest.update(f"{path.relative_to(flows)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 class DbtTask(NightlyTask):
@@ -246,6 +295,7 @@ class DbtTask(NightlyTask):
             staged = self.run_root() / f"{PARTIAL_PARSE}.{os.getpid()}"
             shutil.copyfile(own, staged)
             os.replace(staged, self.run_root() / PARTIAL_PARSE)  # atomic for parallel readers
+            own.unlink()  # ~2 MB a step, 30 steps a night: the shared copy is the one kept
 
 
 def warm_up_dbt(run: "NightlyRun") -> None:
@@ -292,6 +342,9 @@ class PcaHour(DbtTask):
     step_name = "PcaHour"
     hour: int = luigi.IntParameter()
 
+    def state_key(self) -> str:
+        return self.run_label()
+
     def requires(self) -> luigi.Task:
         return self.clone(BuildPcaInput)
 
@@ -336,11 +389,27 @@ class NightlyRun(luigi.WrapperTask):
     """Everything for one date: marts, docs and (when it exists) the report."""
 
     date: dt.date = luigi.DateParameter()
+    database: str = luigi.Parameter(default="")
+    schema: str = luigi.Parameter(default="")
+    project: str = luigi.Parameter(default="")
     lake_root: str | None = luigi.OptionalParameter(default=None, significant=False)
     dbt_vars: Mapping[str, Any] = luigi.DictParameter(default={}, significant=False)
+    run_id: str | None = luigi.OptionalParameter(default=None, significant=False)
 
     def requires(self) -> list[luigi.Task]:
         steps: list[luigi.Task] = [self.clone(BuildMarts), self.clone(GenerateDocs)]
         if report_available():
             steps.append(self.clone(BuildReport))
         return steps
+
+
+def identity() -> dict[str, str]:
+    """This process's database, target schema and project: the task-id parameters."""
+    where = f"{os.environ.get('PGHOST', '')}:{os.environ.get('PGPORT', '')}/{os.environ.get('PGDATABASE', '')}"
+    return {"database": where, "schema": runstate.target_schema(), "project": str(PROJECT_DIR)}
+
+
+def nightly_run(date: dt.date, *, lake_root: str | None = None, dbt_vars: Mapping[str, Any] | None = None,
+                run_id: str | None = None) -> NightlyRun:
+    """The run for a date in this process's database, schema and project."""
+    return NightlyRun(date=date, lake_root=lake_root, dbt_vars=dict(dbt_vars or {}), run_id=run_id, **identity())

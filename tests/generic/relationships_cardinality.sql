@@ -19,7 +19,8 @@ checked as (
     select
         source_rows.{{ column_name }} as key_value,
         coalesce(targets.match_count, 0) as match_count
-    from {{ model }} as source_rows
+    -- a subquery: with a `where` config, `model` is itself an aliased subquery
+    from (select {{ column_name }} from {{ model }}) as source_rows
     left join targets on source_rows.{{ column_name }} = targets.key_value
     where source_rows.{{ column_name }} is not null
 

@@ -136,3 +136,60 @@ def test_every_command_fails_fast_while_the_database_is_down_and_works_once_it_i
     for name in ("db status", "nightly", "report", "docs"):
         done, _ = run(cluster, commands(tiny_lake, tmp_path)[name], tmp_path)
         assert done.returncode == 0, f"{name} failed with the database up:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+
+
+def test_database_lost_during_the_marts_fails_in_one_line_and_the_previous_night_stays_whole(
+        cluster, tiny_lake, tmp_path):
+    """The database stops while BuildMarts writes the new night: the command ends with the
+    run's exit code and one line naming the lost connection (it used to print the summary, then
+    a psycopg2 traceback, exit 1); once the database is back, every mart shows the previous
+    complete night, one run, and the report reads it."""
+    target = tmp_path / "lost"
+    env = cluster.env(TA_DBT_TARGET_ROOT=str(target), TA_LUIGI_DIR=str(target / "luigi"))
+    first, _ = run(cluster, commands(tiny_lake, target)["nightly"], target)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    before = _mart_runs(cluster)
+    assert len(set().union(*before.values())) == 1, before
+
+    log = target / "nightly" / "t_outage" / RUN_DATE.isoformat() / "BuildMarts" / "dbt.log"
+    log.unlink(missing_ok=True)
+    with open(target / "lost.log", "w") as out:
+        process = subprocess.Popen([str(VENV_BIN / "traffic-anomalies"), *commands(tiny_lake, target)["nightly"], "--force"],
+                                   env=env, cwd="/", stdout=out, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and process.poll() is None:
+            if log.exists() and "fct_user_outliers_history" in log.read_text(errors="replace"):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, (target / "lost.log").read_text()[-3000:]
+        cluster.pg_ctl("stop", "-m", "fast", "-w")
+        code = process.wait(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.wait()
+        cluster.start()
+    output = (target / "lost.log").read_text()
+    assert code == 30, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    assert "error: lost the database connection (" in output, output[-4000:]
+    assert "report: " not in output and "docs: " not in output
+    assert _mart_runs(cluster) == before  # the previous night, whole
+    report, _ = run(cluster, commands(tiny_lake, target)["report"], target)
+    assert report.returncode == 0, report.stderr
+
+
+def _mart_runs(cluster: Cluster) -> dict[str, set[tuple]]:
+    import psycopg2
+
+    env = cluster.env()
+    with psycopg2.connect(host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], dbname=env["PGDATABASE"]) as conn:
+        with conn.cursor() as cur:
+            runs = {}
+            for mart in ("dim_days", "dim_users", "fct_pca_components", "fct_pca_summary", "fct_user_outliers",
+                         "fct_day_anomalies", "fct_user_spikes"):
+                cur.execute(f"select distinct run_id, run_date from t_outage.{mart}")
+                runs[mart] = set(cur.fetchall())
+    return runs

@@ -89,9 +89,10 @@ def lineage_section(text: str, model: str) -> tuple[str, str]:
 @pytest.mark.parametrize(
     "model, upstream, downstream",
     [
-        ("int_pca_hour_07", {"int_pca_input", "dim_days", "dim_users"}, {"int_pca_components", "fct_pca_summary"}),
-        ("fct_pca_components", {"int_pca_components"}, {"fct_user_outliers"}),
-        ("fct_user_outliers", {"fct_pca_components", "dim_users"}, set()),
+        ("int_pca_hour_07", {"int_pca_input", "int_pca_days", "int_pca_users"},
+         {"int_pca_components", "fct_pca_summary_history"}),
+        ("fct_user_outliers_history", {"int_pca_components", "int_pca_users"}, {"dim_runs", "fct_user_outliers"}),
+        ("fct_user_outliers", {"fct_user_outliers_history", "dim_runs"}, set()),
     ],
 )
 def test_site_renders_models_and_lineage_in_chromium(site, model, upstream, downstream):

@@ -23,10 +23,13 @@ EXPECTED_DISTRIBUTION = {
     "stg_lake__flow_lines_shard_1": 'distributed by ("dt", "source_file", "line_number")',
     "int_hourly_counts": 'distributed by ("user_name")',
     "int_pca_input": 'distributed by ("col_id")',
-    "dim_days": "distributed replicated",
-    "dim_users": "distributed replicated",
-    "fct_pca_components": "distributed randomly",
-    "fct_pca_summary": "distributed randomly",
+    "int_pca_days": "distributed replicated",
+    "int_pca_users": "distributed replicated",
+    "dim_days_history": "distributed replicated",
+    "dim_users_history": "distributed replicated",
+    "fct_pca_components_history": "distributed randomly",
+    "fct_pca_summary_history": "distributed randomly",
+    "dim_runs": "distributed randomly",
 }
 
 
@@ -101,7 +104,7 @@ def test_greenplum_ddl_reaches_the_server_through_the_materialization(dbt_projec
 
 def test_compile_for_greenplum_keeps_the_model_sql(dbt_project):
     result = dbt_project.run(
-        "compile", "--select", "int_pca_input", "dim_days", "dim_users", "fct_pca_components",
+        "compile", "--select", "int_pca_input", "int_pca_days", "int_pca_users", "fct_pca_components",
         vars={"engine": "greenplum", "pca_backend": "compat"},
     )
     assert "Compiled node" in result.stdout or result.returncode == 0

@@ -32,7 +32,7 @@ LAKE_SEED = 11
 HOUR_FAMILY = "PcaHour"
 # Columns that legitimately differ between two runs of the same data.
 VOLATILE_TYPES = ("timestamp with time zone", "timestamp without time zone", "ARRAY")
-VOLATILE_NAME_PARTS = ("time", "_ms", "built_at", "loaded_at")
+VOLATILE_NAME_PARTS = ("time", "_ms", "built_at", "loaded_at", "run_id", "published_at", "invocation_id")
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +74,17 @@ class Pipeline:
         return (self.target_root / "started-run.log").read_text()[-4000:]
 
     def markers(self, date: dt.date = RUN_DATE) -> dict[str, runstate.Marker]:
-        return runstate.markers(date, self.schema)
+        """The schema's finished steps whose tables were last built for `date`, by step."""
+        return {k: m for k, m in runstate.markers(self.schema).items() if m.run_date == date}
 
     def hour_markers(self, date: dt.date = RUN_DATE) -> dict[str, dt.datetime]:
-        return {m.task_id: m.finished_at for m in self.markers(date).values() if m.task_family == HOUR_FAMILY}
+        return {m.step: m.finished_at for m in self.markers(date).values() if m.task_family == HOUR_FAMILY}
 
     def complete(self, date: dt.date = RUN_DATE, **params: Any) -> bool:
         previous = os.environ.get("TA_SCHEMA")
         os.environ["TA_SCHEMA"] = self.schema
         try:
-            return tasks.NightlyRun(date=date, lake_root=str(self.lake), **params).complete()
+            return tasks.nightly_run(date, lake_root=str(self.lake), **params).complete()
         finally:
             if previous is None:
                 os.environ.pop("TA_SCHEMA")
@@ -91,10 +92,13 @@ class Pipeline:
                 os.environ["TA_SCHEMA"] = previous
 
     def marts(self) -> dict[str, list[tuple]]:
-        """Every mart's rows, without run-dependent columns, floats rounded (PCA signs aside)."""
+        """Every mart's rows as readers see them (the views of the published night, and
+        dim_runs; not the history tables), without run-dependent columns, floats rounded
+        (PCA signs aside)."""
         tables = [r[0] for r in query(
             "select table_name from information_schema.tables where table_schema = %s "
-            "and (table_name like 'fct\\_%%' or table_name like 'dim\\_%%') order by 1", (self.schema,))]
+            "and (table_name like 'fct\\_%%' or table_name like 'dim\\_%%') "
+            "and table_name not like '%%\\_history' order by 1", (self.schema,))]
         contents = {}
         for table in tables:
             columns = [
@@ -112,7 +116,7 @@ class Pipeline:
     def drop(self) -> None:
         drop_schemas(self.schema)
         with connect() as conn, conn.cursor() as cur:
-            cur.execute("delete from ta_meta.task_runs where target_schema = %s", (self.schema,))
+            cur.execute("delete from ta_meta.step_state where target_schema = %s", (self.schema,))
 
 
 @pytest.fixture
@@ -239,9 +243,11 @@ def test_failing_hour_fails_alone_and_is_named(pipeline_factory) -> None:
     ran = pipeline.run("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4",
                        "--var", 'pca_components_by_hour={"7": 0}')
     assert ran.returncode == 30, ran.stdout + ran.stderr
-    hours = {m.task_id for m in pipeline.markers().values() if m.task_family == HOUR_FAMILY}
-    assert len(hours) == 23 and not any("_7_" in task_id for task_id in hours)
-    assert "FAILED PcaHour(date=2017-01-10, hour=7" in ran.stdout
+    hours = {m.step for m in pipeline.markers().values() if m.task_family == HOUR_FAMILY}
+    assert len(hours) == 23 and "PcaHour_07" not in hours
+    assert ran.stdout.count("FAILED PcaHour_07") == 1 and "FAILED" not in ran.stderr  # once, in the summary
+    assert "log: " in ran.stdout.split("FAILED PcaHour_07")[1]
+    assert "report: " not in ran.stdout and "docs: " not in ran.stdout  # no results of a failed run
     assert "pca_components for hour 7" in ran.stdout  # dbt's own message
     assert "BuildMarts" in ran.stdout.split("not run (upstream failed):")[1]
     assert not pipeline.complete(dbt_vars={"pca_components_by_hour": {"7": 0}})
@@ -254,9 +260,11 @@ def test_backfill_two_days(pipeline_factory) -> None:
     ran = pipeline.run("backfill", "--start", start.isoformat(), "--end", RUN_DATE.isoformat(),
                        "--workers", "4")
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    for offset in range(2):
-        assert pipeline.complete(start + dt.timedelta(days=offset))
-    assert not pipeline.complete(start - dt.timedelta(days=1))
+    # The schema's tables hold the last date's night: that date is complete, the first is not
+    # (its window was rebuilt by the second), and both nights are in the marts' history.
+    assert pipeline.complete(RUN_DATE)
+    assert not pipeline.complete(start)
+    assert sorted(r[0] for r in query(f'select run_date from "{pipeline.schema}".dim_runs')) == [start, RUN_DATE]
     runs = [line for line in ran.stdout.splitlines() if "== nightly run " in line]
     assert len(runs) == 2 and start.isoformat() in runs[0] and RUN_DATE.isoformat() in runs[1], runs
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -45,9 +46,9 @@ def schema(database: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterato
     yield name
     with runstate.connection() as conn, conn.cursor() as cur:
         cur.execute(f'drop schema if exists "{name}" cascade')
-        cur.execute("select to_regclass('ta_meta.task_runs')")
+        cur.execute("select to_regclass('ta_meta.step_state')")
         if cur.fetchone()[0] is not None:
-            cur.execute("delete from ta_meta.task_runs where target_schema = %s", (name,))
+            cur.execute("delete from ta_meta.step_state where target_schema = %s", (name,))
 
 
 # --- dbt: a tiny real project ----------------------------------------------------------------
@@ -323,8 +324,49 @@ def test_markers_follow_make_rules(schema: str) -> None:
     # Upstream lost its marker (killed mid-rerun): downstream is not complete either.
     FakeDownstream(date=day).run()
     assert FakeDownstream(date=day).complete()
-    runstate.clear_marker(FakeUpstream(date=day).task_id)
+    FakeUpstream(date=day).output().clear()
     assert not FakeDownstream(date=day).complete()
+
+
+def test_a_step_is_complete_only_for_the_date_that_last_built_it(schema: str) -> None:
+    """Completion is per schema step: building another date's night replaces it."""
+    day, other = dt.date(2024, 1, 2), dt.date(2024, 1, 1)
+    assert luigi.build([FakeDownstream(date=day)], local_scheduler=True)
+    assert FakeDownstream(date=day).complete()
+    assert luigi.build([FakeDownstream(date=other)], local_scheduler=True)
+    assert FakeDownstream(date=other).complete()
+    assert not FakeDownstream(date=day).complete()  # its tables now hold the other date's work
+    assert set(runstate.markers(schema)) == {"FakeUpstream", "FakeDownstream"}
+    assert runstate.clear_markers(schema) == 2  # --force
+    assert not FakeDownstream(date=other).complete()
+
+
+def test_task_ids_name_the_database_schema_and_project(schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two schemas (or checkouts, or databases) on one central scheduler never share a task id."""
+    day = dt.date(2024, 1, 2)
+    here = tasks.nightly_run(day)
+    monkeypatch.setenv("TA_SCHEMA", schema + "_other")
+    elsewhere = tasks.nightly_run(day)
+    assert here.task_id != elsewhere.task_id
+    assert here.clone(tasks.PcaHour, hour=7).task_id != elsewhere.clone(tasks.PcaHour, hour=7).task_id
+    monkeypatch.setenv("TA_SCHEMA", schema)
+    database = os.environ.get("PGDATABASE", "")
+    os.environ["PGDATABASE"] = "another_database"
+    try:
+        assert tasks.nightly_run(day).task_id != here.task_id
+    finally:
+        os.environ["PGDATABASE"] = database
+    assert here.clone(tasks.BuildMarts).to_str_params()["project"] == str(PROJECT_DIR)
+
+
+def test_old_nights_artifacts_are_pruned(tmp_path: Path) -> None:
+    root = tmp_path / "nightly" / "t_schema"
+    for age, night in enumerate(["2017-01-05", "2017-01-04", "2017-01-03", "2017-01-02"]):
+        (root / night / "BuildMarts").mkdir(parents=True)
+        os.utime(root / night, (time.time() - 3600 * age,) * 2)
+    (root / "partial_parse.msgpack").write_bytes(b"x")
+    nightly.prune_artifacts(root, keep=2, current={"2017-01-02"})
+    assert sorted(p.name for p in root.iterdir()) == ["2017-01-02", "2017-01-04", "2017-01-05", "partial_parse.msgpack"]
 
 
 # --- Luigi exit codes and failure reports ----------------------------------------------------
@@ -358,11 +400,11 @@ def test_failed_task_gives_task_failed_exit_code_and_message(schema: str) -> Non
     day = dt.date(2024, 1, 2)
     outcome = nightly.build_date(AfterFailing(date=day), workers=2, scheduler={"local_scheduler": True})
     assert outcome.code == 30
-    ((name, message),) = outcome.failures
-    assert "FailingDbtStep" in name and "hour=7" in name
+    ((name, message, log),) = outcome.failures
+    assert name == "FailingDbtStep" and log is None  # the summary's label; not a dbt step: no dbt log
     assert "int_pca_hour_07: forced failure" in message
     assert "\nRuntimeError: int_pca_hour_07" in message  # decoded, not JSON text
-    assert outcome.not_run == [str(AfterFailing(date=day))]
+    assert outcome.not_run == ["AfterFailing"]
 
 
 def test_successful_run_exits_zero_then_already_complete(schema: str) -> None:
@@ -370,7 +412,7 @@ def test_successful_run_exits_zero_then_already_complete(schema: str) -> None:
     first = nightly.build_date(FakeDownstream(date=day), workers=1, scheduler={"local_scheduler": True})
     assert first.code == 0 and len(first.completed) == 2
     again = nightly.build_date(FakeDownstream(date=day), workers=1, scheduler={"local_scheduler": True})
-    assert again.code == 0 and again.completed == [] and again.already_done == [str(FakeDownstream(date=day))]
+    assert again.code == 0 and again.completed == [] and again.already_done == ["FakeDownstream"]
 
 
 def test_dbt_error_message_reaches_the_scheduler(tiny_project: Path, schema: str) -> None:
@@ -383,7 +425,7 @@ def test_dbt_error_message_reaches_the_scheduler(tiny_project: Path, schema: str
     outcome = nightly.build_date(TinyDbtStep(date=dt.date(2024, 1, 2)), workers=1,
                                  scheduler={"local_scheduler": True})
     assert outcome.code == 30
-    ((_, message),) = outcome.failures
+    ((_, message, _),) = outcome.failures
     assert "broken [error]" in message and "no_such_column" in message
 
 

@@ -55,7 +55,7 @@ hour_totals as (
 days as (
 
     select day_index
-    from {{ ref('dim_days') }}
+    from {{ ref('int_pca_days') }}
 
 ),
 

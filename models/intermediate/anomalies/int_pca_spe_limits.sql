@@ -40,14 +40,14 @@ scores as (
 days as (
 
     select day_index
-    from {{ ref('dim_days') }}
+    from {{ ref('int_pca_days') }}
 
 ),
 
 window_days as (
 
     select count(*) as day_count
-    from {{ ref('dim_days') }}
+    from {{ ref('int_pca_days') }}
 
 ),
 
