@@ -28,6 +28,8 @@ BEGIN {
   gsub(/\\/, "\\\\\\\\", name); gsub(/\t/, "\\t", name); gsub(/\r/, "\\r", name)
   quoted = path
   gsub(q, q "\\" q q, quoted)
+  statcmd = "find " q quoted q " -maxdepth 0 -printf " q "%s %T@ %i" q " 2>/dev/null"
+  before = ""; statcmd | getline before; close(statcmd)
   reader = (path ~ /\.gz$/ ? "gzip -dc -- " : "cat -- ") q quoted q " 2>/dev/null"
   nr = 0
   while ((got = (reader | getline line)) > 0) {
@@ -38,10 +40,25 @@ BEGIN {
     held = dt "\t" name "\t" nr "\t" line
   }
   status = close(reader)
-  failed = (got < 0 || status != 0)
+  after = ""; statcmd | getline after; close(statcmd)
+  error = ""
+  if (got < 0 || status != 0) {
+    # why: the message of gzip or cat, after the (maybe quoted) path
+    why = (path ~ /\.gz$/ ? "gzip -t -- " : "cat -- ") q quoted q " 2>&1 >/dev/null"
+    reason = ""
+    while ((why | getline text) > 0) if (text != "") reason = text
+    close(why)
+    while ((at = index(reason, ": ")) > 0) reason = substr(reason, at + 2)
+    error = "read failed after " nr " lines: " (reason == "" ? "reader error" : reason) " (exit status " status ")"
+  } else if (before == "" || before != after) {
+    error = "the file changed while it was read (size, modification time, inode: " before " before, " after " after)"
+  } else if (nr == 0) {
+    error = "empty file: not even the header line"
+  }
+  gsub(/\\/, "\\\\\\\\", error); gsub(/\t/, "\\t", error); gsub(/\r/, "\\r", error); gsub(/\n/, "\\n", error)
   # the last line read may be cut short: it says so
-  if (nr) print held "\t" (failed ? "incomplete: the file could not be read past this line" : "\\N")
-  if (failed) print dt "\t" name "\t" (nr + 1) "\t\\N\tread failed after " nr " lines (reader exit status " status ")"
+  if (nr) print held "\t" (error != "" ? "incomplete: the file was not read whole" : "\\N")
+  if (error != "") print dt "\t" name "\t" (nr + 1) "\t\\N\t" error
 }'
     ;;
 listing)

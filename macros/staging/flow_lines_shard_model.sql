@@ -25,6 +25,7 @@
             "create index if not exists {{ this.identifier }}__loaded_at on {{ this }} (loaded_at)",
             "create index if not exists {{ this.identifier }}__activity_date on {{ this }} (activity_date) where line_status = 'valid'",
             "create index if not exists {{ this.identifier }}__first_lines on {{ this }} (dt, source_file) where line_number = 1",
+            "create index if not exists {{ this.identifier }}__read_errors on {{ this }} (loaded_at) where reject_reason = 'file_read_error'",
             "{{ fail_on_unreadable_lake_files(this) }}",
         ],
     )
