@@ -117,6 +117,8 @@ def instance(port: int) -> Instance:
 
 
 def find_gpfdist(given: str | None = None) -> str:
+    if given and not os.access(given, os.X_OK):
+        raise GpfdistError(f"--gpfdist {given}: not an executable file")
     candidates = [given, os.environ.get("TA_GPFDIST"),
                   os.path.join(os.environ["GPHOME"], "bin", "gpfdist") if os.environ.get("GPHOME") else None,
                   shutil.which("gpfdist")]
@@ -180,10 +182,13 @@ def up(lake: Path, port: int = DEFAULT_PORT, *, user: str | None = None, gpfdist
         for path in (inst.root, inst.log):
             os.chown(path, account.pw_uid, account.pw_gid)
     command = [binary, "-d", str(lake), "-p", str(port), "-c", str(inst.config), "-l", str(inst.log)]
-    process = subprocess.Popen(
-        command, cwd=inst.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
-        **({"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}))
+    try:
+        process = subprocess.Popen(
+            command, cwd=inst.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+            **({"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}))
+    except OSError as exc:
+        raise GpfdistError(f"cannot start {binary}: {exc}") from exc
     inst.pid_file.write_text(str(process.pid))
     deadline = time.monotonic() + timeout
     while not _answers(port):
