@@ -158,8 +158,8 @@ SAME_ERROR = [
 ]
 
 
-def _outcome(cur, schema: str, call: str, out: str) -> tuple[str, str | None]:
-    """('error', normalised message, SQLSTATE) or ('ok', rows in the output table)."""
+def _outcome(cur, schema: str, call: str, out: str) -> tuple[str, str | int, str | None]:
+    """('error', normalised message, SQLSTATE) or ('ok', rows in the output table, None)."""
     trained = "trained_" + schema
     try:
         cur.execute(f"select {schema}.{call.format(o=out).replace('trained', trained)}")
