@@ -340,7 +340,7 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
         lock.release()
         print_summary(outcomes, dates, schema, database_down=True)
         print(f"error: {database_error(exc)}", file=sys.stderr)
-        return max([o.code for o in outcomes] + [codes.unhandled_exception or 1])
+        return max((o.code for o in outcomes), default=0) or codes.unhandled_exception or 1
     except Exception:
         traceback.print_exc()
         return codes.unhandled_exception or 1
@@ -354,7 +354,7 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
         print_summary(outcomes, dates, schema)
     except psycopg2.Error as exc:  # the database went away after the run: say so, keep the run's code
         print(f"error: {database_error(exc)}", file=sys.stderr)
-        return max([o.code for o in outcomes] + [codes.unhandled_exception or 1])
+        return max((o.code for o in outcomes), default=0) or codes.unhandled_exception or 1
     return max((o.code for o in outcomes), default=0)
 
 
