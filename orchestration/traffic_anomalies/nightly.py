@@ -14,9 +14,9 @@ import datetime as dt
 import json
 import logging
 import multiprocessing
+import os
 import secrets
 import shutil
-import os
 import signal
 import subprocess
 import sys
@@ -340,7 +340,7 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
         lock.release()
         print_summary(outcomes, dates, schema, database_down=True)
         print(f"error: {database_error(exc)}", file=sys.stderr)
-        return max([o.code for o in outcomes] + [codes.unhandled_exception or 1])
+        return max((o.code for o in outcomes), default=0) or codes.unhandled_exception or 1
     except Exception:
         traceback.print_exc()
         return codes.unhandled_exception or 1
@@ -354,7 +354,7 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
         print_summary(outcomes, dates, schema)
     except psycopg2.Error as exc:  # the database went away after the run: say so, keep the run's code
         print(f"error: {database_error(exc)}", file=sys.stderr)
-        return max([o.code for o in outcomes] + [codes.unhandled_exception or 1])
+        return max((o.code for o in outcomes), default=0) or codes.unhandled_exception or 1
     return max((o.code for o in outcomes), default=0)
 
 
@@ -366,7 +366,7 @@ def database_error(exc: BaseException) -> str:
 
 
 def prune_artifacts(run_root: Path, keep: int, current: set[str]) -> None:
-    """Keep the logs and artifacts of the newest `keep` nights (and this run's) under run_root."""
+    """Keep the logs and artifacts of the newest `keep` nights under run_root (this run's always)."""
     if not run_root.is_dir():
         return
     nights = sorted((d for d in run_root.iterdir() if d.is_dir() and _is_date(d.name)),
@@ -374,7 +374,7 @@ def prune_artifacts(run_root: Path, keep: int, current: set[str]) -> None:
     kept = 0
     for night in nights:
         if night.name in current or kept < keep:
-            kept += night.name not in current
+            kept += 1
             continue
         shutil.rmtree(night, ignore_errors=True)
 
