@@ -2,7 +2,9 @@
     (PPND16, Applied Statistics 37(3), 1988), relative accuracy about 1e-16 over (0, 1).
     `p` is any SQL expression of a probability in (0, 1); a Jinja number is validated here.
     The result is a scalar subquery (no function to install, same text on PostgreSQL and
-    Greenplum); p outside (0, 1) or null gives null. -#}
+    Greenplum); p outside (0, 1) or null gives null. The range is checked in CASEs, not in a
+    WHERE: with `p` referencing an outer query, Greenplum 7's planner fails on a qual over the
+    FROM-less derived table ("unexpected RTE kind 8"). -#}
 {% macro normal_quantile(p) %}
     {%- if p is number -%}
         {%- if p is boolean or p <= 0 or p >= 1 -%}
@@ -15,6 +17,7 @@
 (
     select
         case
+            when not (nq.p > 0 and nq.p < 1) then null
             when abs(nq.q) <= 0.425 then
                 nq.q * (((((((2.5090809287301226727e+3 * nq.r_central
                     + 3.3430575583588128105e+4) * nq.r_central
@@ -69,15 +72,15 @@
         end
     from (
         select
+            nq_p.p,
             nq_p.q,
             0.180625 - nq_p.q * nq_p.q as r_central,
-            sqrt(-ln(least(nq_p.p, 1.0 - nq_p.p))) as r_tail
+            case when nq_p.p > 0 and nq_p.p < 1 then sqrt(-ln(least(nq_p.p, 1.0 - nq_p.p))) end as r_tail
         from (
             select
                 p_value as p,
                 p_value - 0.5 as q
             from (select {{ p_sql }} as p_value) as nq_in
-            where p_value > 0 and p_value < 1
         ) as nq_p
     ) as nq
 )

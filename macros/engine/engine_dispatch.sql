@@ -1,6 +1,8 @@
 {#- Which engine the target is: `postgres` or `greenplum`. dbt-postgres reports
     target.type = 'postgres' on both, so var `engine` (auto | postgres | greenplum) decides,
-    and `auto` asks the server. -#}
+    and `auto` asks the server what it is: a Greenplum-derived server (Greenplum, Apache
+    Cloudberry, ...) has the segment catalog `gp_segment_configuration`, whatever product name
+    its version() prints (Cloudberry's says "PostgreSQL 14.4 (Apache Cloudberry ...)"). -#}
 {% macro target_engine() %}
     {%- set choice = var('engine', 'auto') -%}
     {%- if choice not in ('auto', 'postgres', 'greenplum') -%}
@@ -11,8 +13,8 @@
     {%- elif target.type == 'greenplum' -%}
         {{ return('greenplum') }}
     {%- elif execute -%}
-        {%- set version = run_query('select version()').columns[0].values()[0] -%}
-        {{ return('greenplum' if 'Greenplum' in version else 'postgres') }}
+        {%- set segmented = run_query("select to_regclass('pg_catalog.gp_segment_configuration') is not null").columns[0].values()[0] -%}
+        {{ return('greenplum' if segmented else 'postgres') }}
     {%- else -%}
         {{ return('postgres') }}
     {%- endif -%}

@@ -23,6 +23,7 @@ COMMAND_MODULES: dict[str, str] = {
     "docs": "traffic_anomalies.docs",
     "evaluate": "traffic_anomalies.evaluate",
     "bench": "traffic_anomalies.bench",
+    "gpfdist": "traffic_anomalies.gpfdist",
 }
 
 

@@ -112,12 +112,17 @@ def test_dockerfile_installs_the_locked_project_and_copies_existing_paths():
 
 
 def test_greenplum_transform_config_names_the_transforms_the_macros_use():
-    config = yaml.safe_load((DOCKER / "greenplum" / "gpfdist-transform.yaml").read_text())
+    from traffic_anomalies.gpfdist import transform_config
+
+    reader = Path("/opt/traffic anomalies/lake_reader.sh")  # a path to quote
+    config = yaml.safe_load(transform_config(Path("/srv/lake"), reader))
     assert config["VERSION"] == "1.0.0.1"
     transforms = config["TRANSFORMATIONS"]
     assert set(transforms) == {"ta_lines", "ta_listing", "ta_line_counts"}
     macros = (PROJECT_DIR / "macros" / "lake" / "greenplum_external_sources.sql").read_text()
     for name, spec in transforms.items():
-        assert spec["TYPE"] == "input" and "%filename%" in spec["COMMAND"] and "lake_reader.sh" in spec["COMMAND"]
+        assert spec["TYPE"] == "input" and spec["CONTENT"] == "data"
+        assert spec["COMMAND"].startswith("/bin/sh '/opt/traffic anomalies/lake_reader.sh' ")
+        assert spec["COMMAND"].endswith(" %filename%")
         assert f"'{name}'" in macros
     assert (DOCKER / "greenplum" / "lake_reader.sh").is_file()

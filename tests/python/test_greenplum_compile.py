@@ -10,9 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import connect, query
-from traffic_anomalies import PROJECT_DIR
+from traffic_anomalies import PROJECT_DIR, gpfdist
 
 GPFDIST = "gpfdist://etl-host:8081"
 GREENPLUM = {"engine": "greenplum", "gpfdist_url": GPFDIST, "lake_root": "/srv/lake"}
@@ -59,6 +60,17 @@ def test_stage_external_sources_dry_run_emits_gpfdist_external_tables(dbt_projec
         assert f"location ('{GPFDIST}/{location}')" in ddl
         assert "format 'TEXT' (delimiter E'\\t' null E'\\\\N')" in ddl
         assert "encoding 'LATIN1'" in ddl
+    # gpfdist serves every location built: the configuration `traffic-anomalies gpfdist` writes
+    # has each transform, and its SAFE regex (applied by gpfdist to <lake root>/<path>, glob
+    # included) admits each path; nothing outside the lake's dt= directories passes
+    transforms = yaml.safe_load(gpfdist.transform_config(Path("/srv/lake")))["TRANSFORMATIONS"]
+    locations = re.findall(r"'" + re.escape(GPFDIST) + r"/([^#']+)#transform=(\w+)'", joined)
+    assert len(locations) == 5
+    for path, transform in locations:
+        assert re.search(transforms[transform]["SAFE"], f"/srv/lake/{path}"), (path, transform)
+    for refused in ("/srv/lake/flows/../../etc/dt=*/*", "/srv/lake/dt=*/*", "/srv/other/flows/dt=*/*",
+                    "/srv/lake/flows/dt=*/x", "/srv/lake/flows/dt=2017-1-1/*", "/srv/lake/.hidden/dt=*/*"):
+        assert not re.search(transforms["ta_lines"]["SAFE"], refused), refused
     view = next(s for s in statements if s.startswith(f'create view {lake}."flows"'))
     # each branch carries its day as a constant, so a filter on dt prunes the other files
     assert view.count("union all") == 1
