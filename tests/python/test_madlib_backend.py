@@ -350,6 +350,9 @@ def test_marts_equal_with_madlib_and_compat(cursors):
     # (hour, rank, std_dev, eigenvalue, proportion, cumulative, component_sign, vector)
     assert len(ours) == len(theirs) >= 24
     assert any(a[6] != b[6] for a, b in zip(ours, theirs))   # MADlib's sign is random: some differ
+    for row in ours + theirs:                                 # the convention: largest |loading| > 0
+        vector = np.asarray(row[7])
+        assert vector[np.argmax(np.abs(vector))] > 0, row[:2]
 
 
 def test_hourly_pca_tables_agree(cursors):
