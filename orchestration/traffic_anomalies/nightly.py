@@ -369,13 +369,9 @@ def prune_artifacts(run_root: Path, keep: int, current: set[str]) -> None:
     """Keep the logs and artifacts of the newest `keep` nights under run_root (this run's always)."""
     if not run_root.is_dir():
         return
-    nights = sorted((d for d in run_root.iterdir() if d.is_dir() and _is_date(d.name)),
+    others = sorted((d for d in run_root.iterdir() if d.is_dir() and _is_date(d.name) and d.name not in current),
                     key=lambda d: d.stat().st_mtime, reverse=True)
-    kept = 0
-    for night in nights:
-        if night.name in current or kept < keep:
-            kept += 1
-            continue
+    for night in others[max(keep - len(current), 0):]:
         shutil.rmtree(night, ignore_errors=True)
 
 
