@@ -208,10 +208,11 @@ def _pca_components_by_hour(value: Any) -> None:
     if not isinstance(value, Mapping):
         raise InvalidSetting(
             f"pca_components_by_hour must map hours to settings, e.g. {{\"7\": 5}}, got: {_show(value)}")
-    for key, setting in value.items():
+    # Its shape and hours only, as validate_project_vars: a bad setting for one hour fails that
+    # hour's node alone (pca_components_param), and the other hours still run.
+    for key in value:
         if not re.fullmatch(r"[0-9]{1,2}", str(key)) or int(key) > 23:
             raise InvalidSetting(f"pca_components_by_hour keys must be hours 0-23, got: {_show(key)}")
-        _k_or_proportion(f"pca_components for hour {int(key)}")(setting)
 
 
 def _gpfdist_url(value: Any) -> None:

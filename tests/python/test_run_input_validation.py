@@ -42,7 +42,7 @@ def loaded(database, lake, tmp_path_factory):
     project = DbtProject(schema=new_schema("v"), target_path=tmp_path_factory.mktemp("validation_target"))
     lake_vars = {"lake_root": str(lake), "run_date": LAST_DAY.isoformat(), "pca_window_days": LAKE_DAYS}
     project.run("run-operation", "stage_external_sources", vars=lake_vars)
-    project.run("build", "--select", "path:models/staging", "int_hourly_counts", "int_pca_input", "dim_days",
+    project.run("run", "--select", "path:models/staging", "int_hourly_counts", "int_pca_input", "dim_days",
                 "dim_users", vars=lake_vars)
     yield project
     drop_schemas(project.schema)
@@ -180,7 +180,7 @@ def test_workers_below_one_are_refused(loaded, lake, tmp_path, count):
     ("pca_components=1; drop table x", 'pca_components must be an integer k >= 1 or a proportion in (0, 1], got: "1; drop table x"'),
     ("spe_components=0", "spe_components must be an integer k >= 1 or a proportion in (0, 1], got: 0"),
     ("pca_window_days=NaN", 'pca_window_days must be an integer >= 2, got: "NaN"'),
-    ('pca_components_by_hour={"7": 0}', "pca_components for hour 7 must be an integer k >= 1"),
+    ('pca_components_by_hour={"24": 5}', 'pca_components_by_hour keys must be hours 0-23, got: "24"'),
     ("spike_false_alarms=1.5", "spike_false_alarms must be a number in (0, 1), got: 1.5"),
     ("reload_dates=2017-02-30", 'not a date (YYYY-MM-DD): "2017-02-30"'),
     ("spe_componets=1", "unknown dbt var 'spe_componets'"),
