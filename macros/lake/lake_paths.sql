@@ -3,6 +3,10 @@
 {% macro validated_lake_root(lake_root=none) %}
     {%- set root = (lake_root if lake_root is not none else var('lake_root')) | string -%}
     {%- set root = root.rstrip('/') if root != '/' else root -%}
+    {%- if root in ('', 'None') -%}
+        {{ exceptions.raise_compiler_error(
+            "lake_root is not set: pass var lake_root (the absolute path of the lake) or set env TA_LAKE_ROOT") }}
+    {%- endif -%}
     {%- if not modules.re.fullmatch('/[A-Za-z0-9_./@+-]*', root) -%}
         {{ exceptions.raise_compiler_error(
             "lake_root must be an absolute path of letters, digits and _ . / @ + - only, got: "
@@ -51,5 +55,6 @@
 {#- The schema holding the external tables: beside the target schema, so that two targets
     (or two test runs) on one database never share them. -#}
 {% macro lake_schema() %}
-    {{- return(validated_schema_name(var('lake_schema', target.schema ~ '_lake'), 'var lake_schema')) -}}
+    {%- set given = var('lake_schema', none) -%}
+    {{- return(validated_schema_name(target.schema ~ '_lake' if given is none else given, 'var lake_schema')) -}}
 {% endmacro %}

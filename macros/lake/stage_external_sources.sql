@@ -49,6 +49,10 @@
     on literal dt values reads only those directories. -#}
 {% macro postgres__stage_external_sources(root, sources) %}
     {%- set schema = lake_schema() -%}
+    {#- the lake's days first, into a temporary table (this session's only): a lake without
+        partitions is refused before any DDL, so the staged partitions stay as they are -#}
+    {%- set dates = postgres_lake_dates(root, sources) -%}
+    {%- do check_lake_dates(root, dates) -%}
     {%- set ddl = [
         "create extension if not exists file_fdw",
         "do $$ begin if not exists (select 1 from pg_foreign_server where srvname = 'traffic_anomalies_lake') "
@@ -72,8 +76,6 @@
         {%- endif -%}
     {%- endfor -%}
     {%- do run_query(ddl | join(";\n")) -%}
-    {%- set listing = adapter.quote(schema) ~ '.' ~ adapter.quote('flow_files') -%}
-    {%- set dates = run_query("select distinct dt::text from " ~ listing ~ " order by 1").columns[0].values() -%}
     {%- set parts = [] -%}
     {%- for node in partitioned -%}
         {%- set dataset_dir = root ~ '/' ~ node.external.location -%}
@@ -115,4 +117,40 @@ end
 $$
     {%- endset -%}
     {{ return(sql) }}
+{% endmacro %}
+
+
+{#- The days of the lake at `root`, as its listing source (reader `listing`) gives them, read
+    with COPY FROM PROGRAM into a temporary table: nothing persistent is touched. -#}
+{% macro postgres_lake_dates(root, sources) %}
+    {%- set listings = sources | selectattr('external.reader', 'equalto', 'listing') | list -%}
+    {%- if listings | length != 1 -%}
+        {{ exceptions.raise_compiler_error("expected one lake source with reader `listing`, found " ~ listings | length) }}
+    {%- endif -%}
+    {%- set node = listings[0] -%}
+    {%- set probe -%}
+create temporary table if not exists ta_lake_listing ({{ external_column_list(node) }});
+truncate ta_lake_listing;
+copy ta_lake_listing from program {{ sql_string_literal(lake_reader_program(node, root ~ '/' ~ node.external.location)) }} with (format 'text', encoding 'LATIN1')
+    {%- endset -%}
+    {%- do run_query(probe) -%}
+    {{ return(run_query("select distinct dt::text from ta_lake_listing order by 1").columns[0].values() | list) }}
+{% endmacro %}
+
+
+{#- A lake without partitions (a wrong path, an empty directory) or a run date outside its
+    days has nothing to load for this run: staging it would drop the staged partitions and
+    leave the marts to be rebuilt from nothing. The command line checks the same first
+    (traffic_anomalies.validation.check_lake); this is the check for dbt used directly, and
+    for a lake the command line cannot see (another machine's). -#}
+{% macro check_lake_dates(root, dates) %}
+    {%- set run_date = var('run_date', none) -%}
+    {%- set outside = run_date and dates | length > 0 and (validated_partition_date(run_date) < dates[0] or validated_partition_date(run_date) > dates[-1]) -%}
+    {%- if dates | length == 0 -%}
+        {{ exceptions.raise_compiler_error("lake " ~ root ~ " has no partitions: no flows/dt=YYYY-MM-DD directory holding .csv or .csv.gz files (nothing was staged or dropped)") }}
+    {%- endif -%}
+    {%- if outside -%}
+        {{ exceptions.raise_compiler_error("run date " ~ run_date ~ " is outside the lake's days: lake " ~ root ~ " has "
+            ~ dates | length ~ " days, " ~ dates[0] ~ " … " ~ dates[-1] ~ " (nothing was staged or dropped)") }}
+    {%- endif -%}
 {% endmacro %}

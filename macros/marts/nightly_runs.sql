@@ -5,7 +5,7 @@
 {#- Var `run_id`: the attempt writing the history rows (the nightly run gives each attempt its
     own; a plain `dbt build` uses its invocation id). A plain token: it becomes a SQL literal. -#}
 {% macro nightly_run_id() %}
-    {%- set value = var('run_id', invocation_id) -%}
+    {%- set value = var('run_id', none) or invocation_id -%}
     {%- if value is not string or not modules.re.fullmatch('[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}', value) -%}
         {{ exceptions.raise_compiler_error("run_id must be 1-63 letters, digits, '_', '.', ':' or '-', got: " ~ (value | tojson)) }}
     {%- endif -%}

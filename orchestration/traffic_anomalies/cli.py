@@ -47,9 +47,17 @@ def _db_command(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a refused argument said in one line on stderr (exit status 2, as every
+    input error of the command line): the usage is one `--help` away."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser for `argv`: the named command's module only, every module for help or a typo."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="traffic-anomalies",
         description="Anomalous users in network-traffic logs, computed in PostgreSQL or Greenplum.",
     )

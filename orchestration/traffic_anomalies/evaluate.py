@@ -348,6 +348,8 @@ def evaluate(
         "ceiling": ceilings,
         "markdown": markdown(summary, ceilings),
     }
+    if failures:  # results from some runs only are not the evaluation: keep the previous one
+        return report
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     out.with_suffix(".md").write_text(report["markdown"] + "\n")
@@ -481,8 +483,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Generate lakes with injected anomalies, build the pipeline into a schema per "
         "lake, and score each method's (user, hour) detections against the ground truth.",
     )
-    parser.add_argument("--users", type=int, default=100, help="users per lake (default 100)")
-    parser.add_argument("--days", type=int, default=35, help="days per lake (default 35)")
+    parser.add_argument("--users", type=_positive, default=100, help="users per lake (default 100)")
+    parser.add_argument("--days", type=_positive, default=35, help="days per lake (default 35)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="lake seeds (default 1 2)")
     parser.add_argument("--scenarios", type=parse_scenarios, default=None,
                         help="KIND:MAG:COUNT,... or none (default: spikes of 3, 5, 10 sigma, port scan, "
@@ -502,8 +504,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(users=args.users, days=args.days, seeds=args.seeds, scenarios=scenarios, out=args.out, keep=args.keep,
                       ceiling=args.ceiling)
     print(report["markdown"])
+    if report["failed_runs"]:
+        print(f"error: {len(report['failed_runs'])} of {len(report['failed_runs']) + len(report['runs'])} runs failed "
+              f"(see above); {args.out} was not written", file=sys.stderr)
+        return 1
     print(f"report: {args.out}")
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got: {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

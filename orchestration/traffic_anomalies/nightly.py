@@ -282,11 +282,9 @@ def new_run_id(date: dt.date) -> str:
 def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) -> int:
     _setup_logging()
     codes = retcode()
-    try:
-        validation.target_schema()
-        validation.lake_root(args.lake or tasks.default_lake_root())
-        for name in args.vars:
-            validation.dbt_var_name(name)
+    try:  # every check of the run's input, before the database is even started
+        validation.check_run(dates, lake=args.lake or tasks.default_lake_root(), worker_count=args.workers,
+                             given_vars=args.vars)
     except validation.InvalidSetting as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -496,10 +494,14 @@ def parse_var(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    try:
-        return key, json.loads(value)
+    try:  # NaN and Infinity stay text: no var takes them
+        return key, json.loads(value, parse_constant=_not_a_number)
     except ValueError:
         return key, value
+
+
+def _not_a_number(text: str) -> Any:
+    raise ValueError(text)
 
 
 def _date(text: str) -> dt.date:
@@ -514,7 +516,7 @@ def yesterday_utc() -> dt.date:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+    parser.add_argument("--workers", type=validation.argparse_type(validation.workers), default=DEFAULT_WORKERS,
                         help=f"parallel Luigi worker processes (default {DEFAULT_WORKERS})")
     parser.add_argument("--lake", metavar="DIR", type=validation.argparse_type(validation.lake_root),
                         help="lake root as the database server sees it "

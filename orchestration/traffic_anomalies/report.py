@@ -604,6 +604,10 @@ def build_report(date: str | dt.date, schema: str | None = None, output_root: Pa
         data = load_report_data(conn, schema)
     finally:
         conn.close()
+    if data.days[-1].isoformat() != day:  # no page that looks like a night that never ran
+        raise ReportError(
+            f"run date {day} was never built in schema {schema}: its marts are of run date {data.days[-1]} "
+            f"(PCA window {data.days[0]} … {data.days[-1]})")
     out_dir = Path(output_root or PROJECT_DIR / "target") / "report" / day
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"

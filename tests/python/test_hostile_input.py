@@ -64,7 +64,8 @@ HOSTILE_VARS: list[tuple[dict, str]] = [
 HOSTILE_SCHEMAS = ['x"; drop schema public cascade; --', "Traffic", "../../etc", "a" * 59, "1abc", "a b"]
 
 # (argv, what stderr must say); each must exit with status 2 before touching anything.
-# (--var values themselves are dbt vars: HOSTILE_VARS, refused by the first dbt step.)
+# (--var values themselves are dbt vars: HOSTILE_VARS, refused by the command line with the
+# macros' rules and messages: test_the_command_line_applies_the_macros_rules_to_each_var.)
 HOSTILE_ARGS: list[tuple[list[str], str]] = [
     *[(["nightly", "--date", "2017-01-10", "--lake", lake], "lake root must") for lake in (
         f"/tmp/x;{SHELL}", f"/tmp/$({SHELL})", f"/tmp/`{SHELL}`", "/tmp/a b", "/tmp/x'y", "/tmp/a\nb",
@@ -159,6 +160,41 @@ def test_a_plain_value_of_each_var_passes_the_checks(snapshot, dbt_in_process):
             "lake_root": "relative/on/purpose"}
     ok, output = dbt_in_process.invoke("run-operation", "stage_external_sources", "--vars", json.dumps(good))
     assert not ok and "lake_root must be an absolute path" in output, output[-3000:]
+
+
+# The plain values of test_a_plain_value_of_each_var_passes_the_checks, and edge values on the
+# accepted side of each rule, for both rule sets (the macros' and the command line's).
+PLAIN_VARS = {"run_date": "2017-01-10", "reload_dates": ["2017-01-09"], "lake_dates": "2017-01-10",
+              "pca_window_days": 14, "pca_components": 5, "pca_components_by_hour": {"7": 0.9, "8": 3},
+              "pca_backend": "compat", "engine": "postgres", "outlier_threshold": 0.2, "spe_confidence": 0.99,
+              "spe_components": 2, "outlier_components": 0.8, "reporting_role": "ta_reporting"}
+EDGE_VARS = {"pca_window_days": 2, "pca_components": 1.0, "spe_components": 0.9, "outlier_components": 5,
+             "spike_false_alarms": 0.001, "staging_tests_scope": "all", "reload_dates": "2016-02-29",
+             "lake_schema": "raw_lake", "gpfdist_url": ["gpfdist://etl-1:8081", "gpfdists://etl-2"], "dry_run": True}
+
+
+@pytest.mark.parametrize(("dbt_vars", "message"), HOSTILE_VARS, ids=[str(i) for i in range(len(HOSTILE_VARS))])
+def test_the_command_line_applies_the_macros_rules_to_each_var(dbt_vars, message):
+    """One table of values through both rule sets: validation.VAR_RULES refuses what the
+    macros refuse (test_hostile_dbt_var_is_refused), with the macros' message."""
+    from traffic_anomalies import validation
+
+    ((name, value),) = dbt_vars.items()
+    with pytest.raises(validation.InvalidSetting) as refused:
+        validation.dbt_var_value(name, value)
+    assert message in str(refused.value)
+
+
+def test_the_plain_and_edge_values_pass_both_rule_sets(snapshot, dbt_in_process):
+    from traffic_anomalies import validation
+
+    for values in (PLAIN_VARS, EDGE_VARS):
+        for name, value in values.items():
+            validation.dbt_var_value(name, value)
+        # the macros' checks pass too: staging stops after them, on the relative lake root
+        ok, output = dbt_in_process.invoke("run-operation", "stage_external_sources", "--vars",
+                                           json.dumps({**values, "lake_root": "relative/on/purpose"}))
+        assert not ok and "lake_root must be an absolute path" in output, output[-3000:]
 
 
 @pytest.mark.parametrize("schema", HOSTILE_SCHEMAS)

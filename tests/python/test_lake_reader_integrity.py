@@ -73,7 +73,8 @@ GOOD_LINES = 40  # flows in each day's good file, part-0000.csv.gz
 def stage_and_build(project, root: Path, run_date: dt.date, check: bool = True):
     lake_vars = {"lake_root": str(root), "run_date": run_date.isoformat()}
     project.run("run-operation", "stage_external_sources", vars=lake_vars)
-    return project.run("build", "--select", "path:models/staging", "int_hourly_counts", vars=lake_vars, check=check)
+    # `run`: the refusal is the shard's post-hook, which runs without the tests (faster)
+    return project.run("run", "--select", "path:models/staging", "int_hourly_counts", vars=lake_vars, check=check)
 
 
 def rows_per_day(project) -> dict[dt.date, int]:

@@ -451,9 +451,13 @@ def test_advisory_lock_refuses_a_second_run(schema: str) -> None:
         pass
 
 
-def test_nightly_command_exits_already_running_while_locked(schema: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nightly_command_exits_already_running_while_locked(schema: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    lake = tmp_path / "lake"  # a lake holding the date: the run's input checks pass
+    (lake / "flows" / "dt=2024-01-02").mkdir(parents=True)
+    (lake / "flows" / "dt=2024-01-02" / "part-0000.csv").write_text("start_time,user_name,src_ip,dst_ip,dst_port,protocol,bytes\n")
     with runstate.RunLock("nightly 2024-01-02"):
-        code = nightly.main(["nightly", "--date", "2024-01-02", "--local-scheduler"])
+        code = nightly.main(["nightly", "--date", "2024-01-02", "--lake", str(lake), "--local-scheduler"])
     assert code == 10
     assert "another nightly run is in progress" in capsys.readouterr().err
 
