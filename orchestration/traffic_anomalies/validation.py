@@ -244,7 +244,7 @@ def _history_nights(value: Any) -> None:  # nightly_runs.sql history_nights
 
 
 def _run_id(value: Any) -> None:  # nightly_runs.sql nightly_run_id (null: dbt's invocation id)
-    if value is not None and (not isinstance(value, str) or not RUN_ID_PATTERN.fullmatch(value)):
+    if value not in (None, "") and (not isinstance(value, str) or not RUN_ID_PATTERN.fullmatch(value)):
         raise InvalidSetting(f"run_id must be 1-63 letters, digits, '_', '.', ':' or '-', got: {_show(value)}")
 
 

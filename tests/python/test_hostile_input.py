@@ -59,6 +59,10 @@ HOSTILE_VARS: list[tuple[dict, str]] = [
     ({"lake_root": "/tmp/../etc"}, "lake_root must not contain"),
     ({"lake_root": "relative/lake"}, "lake_root must"),
     ({"lake_root": "/tmp/$$x$$"}, "lake_root must"),
+    ({"history_nights": 0}, "history_nights must"),
+    ({"history_nights": "7; drop table x"}, "history_nights must"),
+    ({"run_id": "x'; drop table y; --"}, "run_id must"),
+    ({"run_id": "a" * 64}, "run_id must"),
 ]
 
 HOSTILE_SCHEMAS = ['x"; drop schema public cascade; --', "Traffic", "../../etc", "a" * 59, "1abc", "a b"]
@@ -76,6 +80,7 @@ HOSTILE_ARGS: list[tuple[list[str], str]] = [
     (["nightly", "--var", "no_such_var=1"], "unknown dbt var"),
     (["nightly", "--var", "x';drop table y;--=1"], "unknown dbt var"),
     (["nightly", "--var", "run_date=2017-01-10"], "set run_date with --date"),
+    (["nightly", "--var", "run_id=tonight"], "run_id is set by the nightly command"),
     (["nightly", "--var", f"lake_root=/tmp/$({SHELL})"], "set lake_root with --lake"),
     (["report", "--date", "2017-01-10", "--schema", 'x"; drop schema public cascade; --'], "--schema must"),
     (["report", "--date", "2017-01-10", "--schema", "../../tmp"], "--schema must"),
@@ -170,7 +175,8 @@ PLAIN_VARS = {"run_date": "2017-01-10", "reload_dates": ["2017-01-09"], "lake_da
               "spe_components": 2, "outlier_components": 0.8, "reporting_role": "ta_reporting"}
 EDGE_VARS = {"pca_window_days": 2, "pca_components": 1.0, "spe_components": 0.9, "outlier_components": 5,
              "spike_false_alarms": 0.001, "staging_tests_scope": "all", "reload_dates": "2016-02-29",
-             "lake_schema": "raw_lake", "gpfdist_url": ["gpfdist://etl-1:8081", "gpfdists://etl-2"], "dry_run": True}
+             "lake_schema": "raw_lake", "gpfdist_url": ["gpfdist://etl-1:8081", "gpfdists://etl-2"], "dry_run": True,
+             "history_nights": 1, "run_id": "2017-01-10T02:30:00.a1b2"}
 
 
 @pytest.mark.parametrize(("dbt_vars", "message"), HOSTILE_VARS, ids=[str(i) for i in range(len(HOSTILE_VARS))])
