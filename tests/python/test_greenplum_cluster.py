@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import math
 import os
 import re
@@ -24,6 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import psycopg2
@@ -374,3 +376,27 @@ def test_madlib_compat_matches_numpy_on_greenplum(cluster) -> None:
         env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
     assert ran.returncode == 0, ran.stdout[-4000:]
     assert re.search(r"\b([5-9]|[1-9][0-9]) passed", ran.stdout), ran.stdout[-500:]
+
+
+def test_normal_quantile_plans_on_greenplum(cluster, tmp_path) -> None:
+    """Macro normal_quantile with `p` from an outer query, in the shape that once failed to plan
+    here ("unexpected RTE kind 8", fct_user_spikes), against Python's normal quantile; null
+    outside (0, 1)."""
+    project = GreenplumDbt(schema="ta_nq", target_path=tmp_path / "target",
+                           cluster_env=cluster.job_env("ta_nq", tmp_path))
+    probabilities = [1e-300, 1e-10, 0.02, 0.5, 0.975, 1 - 1e-12, 0.0, 1.0, None, -1.0]
+    values = ", ".join(f"({'null' if p is None else repr(float(p))}::float8)" for p in probabilities)
+    sql = (f"with tested as (select t.p from (values {values}) as t(p)), "
+           f"limits as (select tested.p, {{{{ normal_quantile('tested.p') }}}} as q from tested offset 0) "
+           "select * from limits")
+    shown = project.run("show", "--inline", sql, "--limit", "50", "--output", "json", "--log-format", "json")
+    rows = next(json.loads(json.loads(line)["data"]["preview"]) for line in shown.stdout.splitlines()
+                if line.startswith("{") and "preview" in json.loads(line).get("data", {}))
+    assert len(rows) == len(probabilities)
+    for row in rows:
+        p, q = row["p"], row["q"]
+        if p is not None and 0 < p < 1:
+            expected = NormalDist().inv_cdf(p)
+            assert abs(q - expected) <= 1e-12 * max(1.0, abs(expected)), (p, q, expected)
+        else:
+            assert q is None, (p, q)
