@@ -135,6 +135,8 @@ class NightlyTask(luigi.Task):
     dbt_vars: Mapping[str, Any] = luigi.DictParameter(default={}, significant=False)
     # The attempt: the mart rows it writes carry it (dbt var run_id); not an input of the work.
     run_id: str | None = luigi.OptionalParameter(default=None, significant=False)
+    # lake_files_digest() as the run listed it when it started (None: list it now).
+    lake_files: str | None = luigi.OptionalParameter(default=None, significant=False)
 
     def vars(self) -> dict[str, Any]:
         extra = json.loads(luigi.DictParameter().serialize(self.dbt_vars))
@@ -152,7 +154,7 @@ class NightlyTask(luigi.Task):
         """The inputs the step's tables are built from: another date, other vars (another lake,
         a forced parameter) or changed lake files is other work."""
         inputs = {k: v for k, v in self.vars().items() if k != "run_id"}
-        inputs["lake_files"] = lake_files_digest(inputs["lake_root"], self.date)
+        inputs["lake_files"] = self.lake_files or lake_files_digest(inputs["lake_root"], self.date)
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
     def output(self) -> runstate.StepTarget:
@@ -196,21 +198,7 @@ def upstream_targets(task: luigi.Task) -> list[runstate.StepTarget]:
 def lake_files_digest(lake_root: str, run_date: dt.date) -> str:
     """Names, sizes and modification times of the lake files of days up to the run date (what
     a run for that date reads). A lake this machine cannot see (a remote server's) lists as
-    empty: then only the date and vars tell runs apart."""
-    return _lake_files_digest(lake_root, run_date, _lake_stamp(lake_root))
-
-
-def _lake_stamp(lake_root: str) -> tuple:
-    """Cheap change detector for the cache below: the day directories and their mtimes."""
-    flows = Path(lake_root) / "flows"
-    try:
-        return tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(flows)))
-    except OSError:
-        return ()
-
-
-@functools.lru_cache(maxsize=16)
-def _lake_files_digest(lake_root: str, run_date: dt.date, _stamp: tuple) -> str:
+    empty: then only the date and vars tell runs apart. nightly_run() lists it once a run."""
     digest = hashlib.sha256()
     flows = Path(lake_root) / "flows"
     for day_dir in sorted(flows.glob("dt=*")) if flows.is_dir() else []:
@@ -395,6 +383,7 @@ class NightlyRun(luigi.WrapperTask):
     lake_root: str | None = luigi.OptionalParameter(default=None, significant=False)
     dbt_vars: Mapping[str, Any] = luigi.DictParameter(default={}, significant=False)
     run_id: str | None = luigi.OptionalParameter(default=None, significant=False)
+    lake_files: str | None = luigi.OptionalParameter(default=None, significant=False)
 
     def requires(self) -> list[luigi.Task]:
         steps: list[luigi.Task] = [self.clone(BuildMarts), self.clone(GenerateDocs)]
@@ -411,5 +400,8 @@ def identity() -> dict[str, str]:
 
 def nightly_run(date: dt.date, *, lake_root: str | None = None, dbt_vars: Mapping[str, Any] | None = None,
                 run_id: str | None = None) -> NightlyRun:
-    """The run for a date in this process's database, schema and project."""
-    return NightlyRun(date=date, lake_root=lake_root, dbt_vars=dict(dbt_vars or {}), run_id=run_id, **identity())
+    """The run for a date in this process's database, schema and project; the lake files are
+    listed once here, for every step's fingerprint."""
+    lake_files = lake_files_digest(lake_root or default_lake_root(), date)
+    return NightlyRun(date=date, lake_root=lake_root, dbt_vars=dict(dbt_vars or {}), run_id=run_id,
+                      lake_files=lake_files, **identity())
