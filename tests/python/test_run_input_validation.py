@@ -42,8 +42,8 @@ def loaded(database, lake, tmp_path_factory):
     project = DbtProject(schema=new_schema("v"), target_path=tmp_path_factory.mktemp("validation_target"))
     lake_vars = {"lake_root": str(lake), "run_date": LAST_DAY.isoformat(), "pca_window_days": LAKE_DAYS}
     project.run("run-operation", "stage_external_sources", vars=lake_vars)
-    project.run("run", "--select", "path:models/staging", "int_hourly_counts", "int_pca_input", "dim_days",
-                "dim_users", vars=lake_vars)
+    project.run("run", "--select", "path:models/staging", "int_hourly_counts", "int_pca_input", "int_pca_days",
+                "int_pca_users", vars=lake_vars)
     yield project
     drop_schemas(project.schema)
 
@@ -59,8 +59,8 @@ def state(schema: str) -> dict:
         for nsp, name, kind in relations if nsp == schema and kind == "r"
     }
     markers = []
-    if query("select to_regclass('ta_meta.task_runs')") != [(None,)]:
-        markers = query("select * from ta_meta.task_runs where target_schema = %s order by 1", (schema,))
+    if query("select to_regclass('ta_meta.step_state')") != [(None,)]:
+        markers = query("select * from ta_meta.step_state where target_schema = %s order by 1, 2", (schema,))
     return {"relations": relations, "rows": counts, "markers": markers}
 
 
