@@ -64,6 +64,27 @@
 {%- endmacro %}
 
 
+{#- Pre-hook of dim_runs: a run is published only when the history tables that every night
+    fills hold rows of it. A selection that builds dim_runs without them (`dbt run --select
+    tag:pca_hour+` leaves dim_days_history out) would otherwise publish a night whose marts
+    are empty. (Outliers, day anomalies and spikes may legitimately be empty on a quiet night.) -#}
+{% macro refuse_incomplete_run() %}
+    {%- if not execute -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set run_id = sql_string_literal(nightly_run_id()) -%}
+    do $$
+    begin
+    {%- for name in ['dim_days_history', 'dim_users_history', 'fct_pca_components_history', 'fct_pca_summary_history'] %}
+        if not exists (select 1 from {{ ref(name) }} where run_id = {{ run_id }}) then
+            raise exception 'run % is not published: {{ name }} holds none of its rows (build every history table of the run before dim_runs)', {{ run_id }};
+        end if;
+    {%- endfor %}
+    end
+    $$
+{%- endmacro %}
+
+
 {#- The history tables, one per mart (dim_runs depends on each: see its depends_on lines). -#}
 {% macro nightly_history_models() %}
     {{ return([

@@ -2,6 +2,7 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='run_id',
+    pre_hook=['{{ refuse_incomplete_run() }}'],
     post_hook=['{{ prune_nightly_history() }}'],
 ) }}
 

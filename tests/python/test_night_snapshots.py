@@ -197,3 +197,16 @@ def test_report_refuses_marts_that_show_two_runs(snap):
     assert done.returncode != 0, done.stdout
     assert "mix nightly runs" in done.stderr and runs[0] in done.stderr and runs[1] in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_run_missing_from_the_history_is_not_published(sample_built, sample_lake):
+    """dim_runs refuses to publish a run that a partial selection left out of the history
+    tables (here: only dim_runs, under a new run id): the marts keep showing the published night."""
+    before = query(f'select run_id, count(*) from "{sample_built.schema}".dim_days group by run_id')
+    failed = sample_built.run("run", "--select", "dim_runs", vars={"run_id": "partial-run-1", "lake_root": str(Path(sample_lake.out_dir).resolve())},
+                              check=False)
+    assert failed.returncode != 0
+    assert "run partial-run-1 is not published: dim_days_history holds none of its rows" in failed.stdout, failed.stdout[-2000:]
+    assert query(f'select run_id, count(*) from "{sample_built.schema}".dim_days group by run_id') == before
+    assert len(before) == 1 and before[0][1] > 0
+    assert query(f'select count(*) from "{sample_built.schema}".dim_runs where run_id = %s', ("partial-run-1",)) == [(0,)]
