@@ -1,6 +1,7 @@
 {#- Greenplum: the lake through gpfdist. gpfdist runs on the host that holds the lake (started
-    with `-d <lake root> -c docker/greenplum/gpfdist-transform.yaml`) and streams to all
-    segments in parallel; its transforms run the project's line reader on each file, so the
+    by `traffic-anomalies gpfdist up`, or with the configuration `gpfdist config` prints) and streams
+    to all segments in parallel; its transforms run the project's line reader on each file
+    (lake_reader_script, the same awk program as file_fdw's), so the
     rows are the same as file_fdw's on PostgreSQL:
 
       <schema>.flow_files        readable external table, transform ta_listing (stat only)
@@ -82,7 +83,7 @@
 {% endmacro %}
 
 
-{#- The gpfdist transform (docker/greenplum/gpfdist-transform.yaml) for a source's reader. -#}
+{#- The gpfdist transform (configured by `traffic-anomalies gpfdist`) for a source's reader. -#}
 {% macro greenplum_transform(node) %}
     {%- set transforms = {'lines': 'ta_lines', 'listing': 'ta_listing', 'line_counts': 'ta_line_counts'} -%}
     {%- set reader = node.external.reader -%}

@@ -1,4 +1,8 @@
-{#- Shell programs that file_fdw runs (COPY ... FROM PROGRAM) to read the lake.
+{#- The lake's readers: ONE source for both engines. PostgreSQL's file_fdw runs them as
+    `COPY ... FROM PROGRAM` (lake_partition_program, lake_listing_program,
+    lake_line_count_program); Greenplum's gpfdist runs lake_reader_script, which
+    `traffic-anomalies gpfdist up | reader` writes from this file (rendered with Jinja alone: the
+    macros below it use nothing of dbt's context), with the same awk program and line count.
 
     Every lake line is emitted once, as: dt, file name, line number, raw line, read error.
     The raw line travels in COPY's text format (backslash, tab and CR escaped by awk), so any
@@ -9,17 +13,23 @@
     reason is gzip's or cat's own message), it changed while it was read (size, modification
     time or inode differ before and after), or it has no line at all (a zero-byte file, or a
     gzip of nothing: a delivery file has at least its header line). Staging then refuses the
-    day (fail_on_unreadable_lake_files). docker/greenplum/lake_reader.sh runs the same loop.
+    day (fail_on_unreadable_lake_files).
     mawk is preferred: when the reader stops early (LIMIT, a parallel worker), it dies of
     SIGPIPE as PostgreSQL expects, where gawk exits 2 and fails the query. -#}
-{% macro lake_partition_program(partition_dir, dt) %}
-    {%- set awk_script -%}
+
+{#- The awk line reader. Variables: dt (the partition's date) and either file (one file: gpfdist
+    runs the reader once per file) or dir (every *.csv / *.csv.gz of that directory, in byte
+    order: file_fdw reads a whole partition). -#}
+{% macro lake_reader_awk() -%}
 BEGIN {
   q = "\047"
-  list = "find " q dir q " -mindepth 1 -maxdepth 1 -type f \\( -name " q "*.csv" q " -o -name " q "*.csv.gz" q " \\) -print | LC_ALL=C sort"
   n = 0
-  while ((list | getline path) > 0) files[++n] = path
-  close(list)
+  if (file != "") files[++n] = file
+  else {
+    list = "find " q dir q " -mindepth 1 -maxdepth 1 -type f \\( -name " q "*.csv" q " -o -name " q "*.csv.gz" q " \\) -print | LC_ALL=C sort"
+    while ((list | getline path) > 0) files[++n] = path
+    close(list)
+  }
   for (i = 1; i <= n; i++) {
     path = files[i]
     name = path
@@ -60,9 +70,12 @@ BEGIN {
     if (error != "") print dt "\t" name "\t" (nr + 1) "\t\\N\t" error
   }
 }
-    {%- endset -%}
+{%- endmacro %}
+
+
+{% macro lake_partition_program(partition_dir, dt) %}
     {%- set program = "LC_ALL=C $(command -v mawk || echo awk) -v dir='" ~ partition_dir ~ "' -v dt='" ~ validated_partition_date(dt)
-        ~ "' '" ~ awk_script | replace("'", "'\\''") ~ "'" -%}
+        ~ "' '" ~ lake_reader_awk() | replace("'", "'\\''") ~ "'" -%}
     {{ return(program) }}
 {% endmacro %}
 
@@ -71,10 +84,16 @@ BEGIN {
     to find partitions and for source freshness. -#}
 {% macro lake_listing_program(dataset_dir) %}
     {%- set program = "find '" ~ dataset_dir ~ "' -mindepth 2 -maxdepth 2 -type f "
-        ~ "\\( -name '*.csv' -o -name '*.csv.gz' \\) -path '*/dt=*' -printf '%h\\t%f\\t%s\\t%T@\\n'"
+        ~ "\\( -name '*.csv' -o -name '*.csv.gz' \\) -path '*/dt=*' -printf '%h\\t" ~ lake_listing_fields() ~ "'"
         ~ " | sed 's|^.*/dt=\\([^\\t]*\\)\\t|\\1\\t|'" -%}
     {{ return(program) }}
 {% endmacro %}
+
+
+{#- find's -printf format of one listed file: name, size in bytes, modification time (epoch). -#}
+{% macro lake_listing_fields() -%}
+%f\t%s\t%T@\n
+{%- endmacro %}
 
 
 {#- Counts the lines of the files of one dt=… directory independently of the reader above (grep
@@ -82,7 +101,57 @@ BEGIN {
 {% macro lake_line_count_program(partition_dir, dt) %}
     {%- set program = "find '" ~ partition_dir ~ "' -mindepth 1 -maxdepth 1 -type f "
         ~ "\\( -name '*.csv' -o -name '*.csv.gz' \\) -print | LC_ALL=C sort | "
-        ~ "while IFS= read -r f; do case \"$f\" in *.gz) n=$(gzip -dc -- \"$f\" 2>/dev/null | grep -c '');; "
-        ~ "*) n=$(grep -c '' -- \"$f\");; esac; printf '%s\\t%s\\t%s\\n' '" ~ validated_partition_date(dt) ~ "' \"${f##*/}\" \"$n\"; done" -%}
+        ~ "while IFS= read -r f; do " ~ lake_line_count_shell() ~ "; "
+        ~ "printf '%s\\t%s\\t%s\\n' '" ~ validated_partition_date(dt) ~ "' \"${f##*/}\" \"$n\"; done" -%}
     {{ return(program) }}
+{% endmacro %}
+
+
+{#- Shell: the number of lines of file "$f" into n. -#}
+{% macro lake_line_count_shell() -%}
+case "$f" in *.gz) n=$(gzip -dc -- "$f" 2>/dev/null | grep -c '');; *) n=$(grep -c '' -- "$f");; esac
+{%- endmacro %}
+
+
+{#- The gpfdist transform script (see orchestration/traffic_anomalies/gpfdist.py): the readers
+    above, for one file at a time. -#}
+{% macro lake_reader_script() -%}
+#!/bin/sh
+# The lake readers for gpfdist transforms, written by `traffic-anomalies gpfdist up | reader`
+# from macros/lake/lake_programs.sql (lake_reader_script): do not edit, regenerate.
+# gpfdist runs it once per file of the external table's LOCATION, with the file's full path.
+# The output rows are those of the file_fdw readers, one file at a time:
+#   lines        dt, file, line number, raw line (COPY text-escaped), read error  (lake_partition_program)
+#   listing      dt, file, size in bytes, modification time in epoch seconds    (lake_listing_program)
+#   line_counts  dt, file, number of lines                                      (lake_line_count_program)
+# Files that are not flows/dt=YYYY-MM-DD/*.csv[.gz] give no row.
+set -u
+mode=${1:?usage: lake_reader.sh lines|listing|line_counts FILE}
+path=${2:?usage: lake_reader.sh lines|listing|line_counts FILE}
+
+name=${path##*/}
+dir=${path%/*}
+dt=${dir##*/dt=}
+case "$dir" in */dt=*) ;; *) exit 0 ;; esac
+case "$dt" in [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]) ;; *) exit 0 ;; esac
+case "$name" in *.csv|*.csv.gz) ;; *) exit 0 ;; esac
+
+case "$mode" in
+lines)
+    LC_ALL=C exec $(command -v mawk || echo awk) -v file="$path" -v dt="$dt" '{{ lake_reader_awk() | replace("'", "'\\''") }}'
+    ;;
+listing)
+    printf '%s\t' "$dt"
+    find "$path" -maxdepth 0 -type f -printf '{{ lake_listing_fields() }}'
+    ;;
+line_counts)
+    f=$path
+    {{ lake_line_count_shell() }}
+    printf '%s\t%s\t%s\n' "$dt" "$name" "$n"
+    ;;
+*)
+    echo "lake_reader.sh: unknown mode $mode" >&2
+    exit 2
+    ;;
+esac
 {% endmacro %}

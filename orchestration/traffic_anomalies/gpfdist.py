@@ -1,8 +1,9 @@
-"""`traffic-anomalies gpfdist up | down | status | config`: gpfdist over a lake, with the
-project's transforms (Greenplum reads the lake through it; see docs/greenplum.md).
+"""`traffic-anomalies gpfdist up | down | status | config | reader`: gpfdist over a lake, with
+the project's transforms (Greenplum reads the lake through it; see docs/greenplum.md).
 
 The transform configuration is written here, never edited by hand: each transform runs the
-project's line reader (docker/greenplum/lake_reader.sh, by its real path) on one file, and its
+project's lake reader on one file (the script that macros/lake/lake_programs.sql renders, the
+same awk program file_fdw runs on PostgreSQL, written beside the configuration), and its
 SAFE regex admits exactly the locations the staging macros request. gpfdist applies SAFE to the
 request path as it resolves it (`<lake root>/<dataset>/dt=*/*`, glob included), not to each
 file the glob expands to; it passes each expanded file name to the reader as one argument.
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from traffic_anomalies import PROJECT_DIR
+from traffic_anomalies.macro_text import lake_reader_script
 
-READER = PROJECT_DIR / "docker" / "greenplum" / "lake_reader.sh"
 # transform name (in the external tables' LOCATION, see macros/lake) -> lake_reader.sh mode
 TRANSFORMS = {"ta_lines": "lines", "ta_listing": "listing", "ta_line_counts": "line_counts"}
 # What the macros request under the lake root: <dataset dir>/dt=*/* (the listing) or
@@ -53,7 +54,7 @@ def safe_regex(lake: Path) -> str:
     return "^" + _ere_escape(str(lake)) + LOCATION_REGEX
 
 
-def transform_config(lake: Path, reader: Path = READER) -> str:
+def transform_config(lake: Path, reader: Path) -> str:
     """gpfdist's YAML configuration of the project's transforms for a lake root."""
     lines = [
         "# Written by `traffic-anomalies gpfdist` for the lake " + str(lake) + "; do not edit:",
@@ -171,9 +172,10 @@ def up(lake: Path, port: int = DEFAULT_PORT, *, user: str | None = None, gpfdist
         raise GpfdistError(f"port {port} is already in use")
     binary = find_gpfdist(gpfdist)
     inst.root.mkdir(parents=True, exist_ok=True)
-    # the reader is copied beside the configuration: gpfdist's user may not reach the checkout
+    # the reader is written beside the configuration from the macros that file_fdw runs too
+    # (gpfdist's user may not reach the checkout)
     reader = inst.root / "lake_reader.sh"
-    shutil.copyfile(READER, reader)
+    reader.write_text(lake_reader_script())
     reader.chmod(0o755)
     inst.config.write_text(transform_config(lake, reader))
     inst.lake_file.write_text(str(lake))
@@ -249,8 +251,12 @@ def _command(args: argparse.Namespace) -> int:
         elif args.action == "config":
             if args.lake is None:
                 raise GpfdistError("gpfdist config needs --lake DIR (the lake root as gpfdist's host sees it)")
-            reader = Path(args.reader) if args.reader else READER
-            sys.stdout.write(transform_config(Path(args.lake), reader))
+            if args.reader is None:
+                raise GpfdistError("gpfdist config needs --reader PATH: where `traffic-anomalies gpfdist reader > PATH` "
+                                   "put the lake reader on gpfdist's host")
+            sys.stdout.write(transform_config(Path(args.lake), Path(args.reader)))
+        elif args.action == "reader":
+            sys.stdout.write(lake_reader_script())
     except (GpfdistError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -259,17 +265,18 @@ def _command(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "gpfdist", help="gpfdist over a lake for Greenplum: up | down | status | config",
+        "gpfdist", help="gpfdist over a lake for Greenplum: up | down | status | config | reader",
         description="Start or stop gpfdist with the project's transforms (the lake reader) for a lake; "
                     "`up` prints the gpfdist_url to pass as --var gpfdist_url=…; `config` prints the "
-                    "transform configuration, for a gpfdist started some other way.")
-    parser.add_argument("action", choices=["up", "down", "status", "config"])
+                    "transform configuration, and `reader` the lake reader script its transforms run, for a gpfdist "
+                    "started some other way.")
+    parser.add_argument("action", choices=["up", "down", "status", "config", "reader"])
     parser.add_argument("--lake", help="lake root (the directory holding flows/)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--user", help="run gpfdist as this user (required as root): one that can read the lake")
     parser.add_argument("--host", help="host name in the printed gpfdist_url, as the segments reach it "
                                        "(default: this machine's name)")
     parser.add_argument("--gpfdist", help="the gpfdist binary (default: $TA_GPFDIST, $GPHOME/bin/gpfdist, PATH)")
-    parser.add_argument("--reader", help="config: path of lake_reader.sh on gpfdist's host "
-                                         "(default: this checkout's docker/greenplum/lake_reader.sh)")
+    parser.add_argument("--reader", help="config: path of the lake reader (the output of `gpfdist reader`) "
+                                         "on gpfdist's host")
     parser.set_defaults(func=_command)

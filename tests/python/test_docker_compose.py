@@ -5,6 +5,8 @@ compose file and the Dockerfile refer to exists."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,4 +127,26 @@ def test_greenplum_transform_config_names_the_transforms_the_macros_use():
         assert spec["COMMAND"].startswith("/bin/sh '/opt/traffic anomalies/lake_reader.sh' ")
         assert spec["COMMAND"].endswith(" %filename%")
         assert f"'{name}'" in macros
-    assert (DOCKER / "greenplum" / "lake_reader.sh").is_file()
+
+
+def test_gpfdist_reader_prints_the_script_the_transforms_run_and_config_needs_its_path(tmp_path):
+    """`gpfdist reader` installs the reader on a host without the project; `config` says where it is."""
+    ta = Path(sys.executable).parent / "traffic-anomalies"
+    printed = subprocess.run([str(ta), "gpfdist", "reader"], capture_output=True, text=True, check=True).stdout
+    assert printed.startswith("#!/bin/sh\n") and "lake_reader_script" in printed
+    # it runs: a file outside flows/dt=YYYY-MM-DD/ gives no row, an unknown mode is refused
+    script = tmp_path / "lake_reader.sh"
+    script.write_text(printed)
+    day = tmp_path / "flows" / "dt=2017-03-01"
+    day.mkdir(parents=True)
+    (day / "part-0.csv").write_text("header\na,b\n")
+    lines = subprocess.run(["sh", str(script), "lines", str(day / "part-0.csv")], capture_output=True, text=True)
+    assert lines.returncode == 0
+    assert lines.stdout == "2017-03-01\tpart-0.csv\t1\theader\t\\N\n2017-03-01\tpart-0.csv\t2\ta,b\t\\N\n"
+    other = subprocess.run(["sh", str(script), "lines", str(tmp_path / "part-0.csv")], capture_output=True, text=True)
+    assert (other.returncode, other.stdout) == (0, "")
+    bad = subprocess.run(["sh", str(script), "rows", str(day / "part-0.csv")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr == "lake_reader.sh: unknown mode rows\n"
+    config = subprocess.run([str(ta), "gpfdist", "config", "--lake", "/srv/lake"], capture_output=True, text=True)
+    assert config.returncode == 2
+    assert config.stderr.startswith("error: gpfdist config needs --reader PATH") and config.stderr.count("\n") == 1

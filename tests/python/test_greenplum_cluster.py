@@ -33,6 +33,7 @@ import pytest
 
 from conftest import DbtProject, query
 from traffic_anomalies import PROJECT_DIR
+from traffic_anomalies.macro_text import lake_reader_script
 
 GREENPLUM_DIR = Path(os.environ.get("TA_GREENPLUM_DIR", PROJECT_DIR.parent / "shared" / "greenplum"))
 GP_CLUSTER = GREENPLUM_DIR / "gp-cluster"
@@ -189,10 +190,11 @@ def test_gpfdist_command_starts_stops_and_reports(cluster, gpfdist_env, greenplu
     assert status.returncode == 0 and str(greenplum_run.reference.lake) in status.stdout, status.stdout
     assert greenplum_run.url == f"gpfdist://127.0.0.1:{port}"
     config = (cluster.scratch / "gpfdist" / port / "transforms.yaml").read_text()
-    # the reader, copied beside the configuration (readable by gpfdist's user wherever the checkout is)
+    # the reader, written beside the configuration from the macros file_fdw runs too (readable by
+    # gpfdist's user wherever the checkout is)
     reader = cluster.scratch / "gpfdist" / port / "lake_reader.sh"
     assert f"/bin/sh {reader} lines %filename%" in config
-    assert reader.read_bytes() == (PROJECT_DIR / "docker" / "greenplum" / "lake_reader.sh").read_bytes()
+    assert reader.read_text() == lake_reader_script()
     # a second `up` for the same lake finds it running; for another lake it refuses
     assert gpfdist_up(gpfdist_env, greenplum_run.reference.lake, int(port)) == greenplum_run.url
     other = _ta("gpfdist", "up", "--lake", str(cluster.scratch), "--port", port, "--user", "gpadmin",

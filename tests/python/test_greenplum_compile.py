@@ -14,10 +14,10 @@ import yaml
 
 from conftest import connect, query
 from traffic_anomalies import PROJECT_DIR, gpfdist
+from traffic_anomalies.macro_text import lake_reader_script
 
 GPFDIST = "gpfdist://etl-host:8081"
 GREENPLUM = {"engine": "greenplum", "gpfdist_url": GPFDIST, "lake_root": "/srv/lake"}
-READER = PROJECT_DIR / "docker" / "greenplum" / "lake_reader.sh"
 
 EXPECTED_DISTRIBUTION = {
     "stg_lake__flow_lines_shard_0": 'distributed by ("dt", "source_file", "line_number")',
@@ -66,7 +66,7 @@ def test_stage_external_sources_dry_run_emits_gpfdist_external_tables(dbt_projec
     # gpfdist serves every location built: the configuration `traffic-anomalies gpfdist` writes
     # has each transform, and its SAFE regex (applied by gpfdist to <lake root>/<path>, glob
     # included) admits each path; nothing outside the lake's dt= directories passes
-    transforms = yaml.safe_load(gpfdist.transform_config(Path("/srv/lake")))["TRANSFORMATIONS"]
+    transforms = yaml.safe_load(gpfdist.transform_config(Path("/srv/lake"), Path("/opt/ta/lake_reader.sh")))["TRANSFORMATIONS"]
     locations = re.findall(r"'" + re.escape(GPFDIST) + r"/([^#']+)#transform=(\w+)'", joined)
     assert len(locations) == 5
     for path, transform in locations:
@@ -128,16 +128,24 @@ def test_compile_for_greenplum_keeps_the_model_sql(dbt_project):
 
 
 @pytest.fixture(scope="module")
+def reader(tmp_path_factory) -> Path:
+    """The gpfdist transforms' lake reader, written as `traffic-anomalies gpfdist up` writes it."""
+    path = tmp_path_factory.mktemp("gpfdist") / "lake_reader.sh"
+    path.write_text(lake_reader_script())
+    return path
+
+
+@pytest.fixture(scope="module")
 def staged_lake(module_dbt_project, sample_lake):
     lake_root = Path(sample_lake.out_dir).resolve()
     module_dbt_project.run("run-operation", "stage_external_sources", vars={"lake_root": str(lake_root)})
     return module_dbt_project, lake_root
 
 
-def reader_rows(mode: str, files: list[Path], columns: str, relation: str) -> list[tuple]:
-    """Run lake_reader.sh on each file (as gpfdist would) and load its output with COPY text,
+def reader_rows(reader: Path, mode: str, files: list[Path], columns: str, relation: str) -> list[tuple]:
+    """Run the lake reader on each file (as gpfdist would) and load its output with COPY text,
     the format of the external table."""
-    out = b"".join(subprocess.run(["sh", str(READER), mode, str(f)], capture_output=True, check=True).stdout for f in files)
+    out = b"".join(subprocess.run(["sh", str(reader), mode, str(f)], capture_output=True, check=True).stdout for f in files)
     with connect() as conn, conn.cursor() as cur:
         cur.execute(f"create temporary table reader_out as select {columns} from {relation} limit 0")
         cur.copy_expert("copy reader_out from stdin with (format text, encoding 'LATIN1')", io.BytesIO(out))
@@ -145,7 +153,7 @@ def reader_rows(mode: str, files: list[Path], columns: str, relation: str) -> li
         return cur.fetchall()
 
 
-def test_gpfdist_line_reader_gives_the_file_fdw_rows(staged_lake):
+def test_gpfdist_line_reader_gives_the_file_fdw_rows(staged_lake, reader):
     project, lake = staged_lake
     lake_schema = f'"{project.schema}_lake"'
     days = sorted(p.name.removeprefix("dt=") for p in (lake / "flows").glob("dt=*"))[:3]
@@ -154,11 +162,11 @@ def test_gpfdist_line_reader_gives_the_file_fdw_rows(staged_lake):
         files = sorted((lake / "flows" / f"dt={day}").glob("*.csv*"))
         columns = "dt, source_file, line_number, raw_line, read_error"
         expected = query(f"select {columns} from {lake_schema}.flows where dt = %s order by 1, 2, 3", (day,))
-        got = reader_rows("lines", files, columns, f"{lake_schema}.flows")
+        got = reader_rows(reader, "lines", files, columns, f"{lake_schema}.flows")
         assert got == expected, day
 
 
-def test_gpfdist_listing_and_line_counts_give_the_file_fdw_rows(staged_lake):
+def test_gpfdist_listing_and_line_counts_give_the_file_fdw_rows(staged_lake, reader):
     project, lake = staged_lake
     lake_schema = f'"{project.schema}_lake"'
     files = sorted((lake / "flows").glob("dt=*/*.csv*"))
@@ -167,5 +175,5 @@ def test_gpfdist_listing_and_line_counts_give_the_file_fdw_rows(staged_lake):
         ("listing", "flow_files", "dt, source_file, size_bytes, modified_at_epoch"),
     ):
         expected = query(f"select {columns} from {lake_schema}.{relation} order by 1, 2")
-        got = reader_rows(mode, files, columns, f"{lake_schema}.{relation}")
+        got = reader_rows(reader, mode, files, columns, f"{lake_schema}.{relation}")
         assert got == expected, mode

@@ -22,12 +22,11 @@ from pathlib import Path
 import pytest
 
 from conftest import connect, query
-from traffic_anomalies import PROJECT_DIR
+from traffic_anomalies.macro_text import lake_reader_script
 
 HEADER = b"start_time,user_name,src_ip,dst_ip,dst_port,protocol,bytes"
 FIRST = dt.date(2017, 3, 1)
 DAYS = [FIRST + dt.timedelta(days=i) for i in range(6)]
-READER = PROJECT_DIR / "docker" / "greenplum" / "lake_reader.sh"
 
 
 def flow_lines(day: dt.date, count: int, user: str = "alice") -> list[bytes]:
@@ -154,7 +153,11 @@ def test_a_file_that_changes_while_it_is_read_keeps_its_day_out(dbt_project, lak
 
 
 def test_the_gpfdist_reader_reports_broken_files_as_the_file_fdw_reader_does(dbt_project, lake_dir_factory):
-    root = lake_dir_factory("reader-parity")
+    """The one reader on both engines' paths: file_fdw runs it over the day's directory, gpfdist
+    once per file (the script `traffic-anomalies gpfdist up` writes)."""
+    root = lake_dir_factory("reader-paths")
+    reader = root / "lake_reader.sh"  # beside flows/, outside what staging reads
+    reader.write_text(lake_reader_script())
     for day, (name, content, mode, _) in BROKEN.items():
         write(day_dir(root, day) / "part-0000.csv.gz", gzip.compress(file_bytes(day, 3)))
         write(day_dir(root, day) / name, content(day), mode)
@@ -164,7 +167,7 @@ def test_the_gpfdist_reader_reports_broken_files_as_the_file_fdw_reader_does(dbt
     # (not the unreadable file: the test runs as another OS user than the server, root reads it)
     for day in [d for d, (_, _, mode, _) in BROKEN.items() if mode]:
         files = sorted(day_dir(root, day).iterdir())
-        out = b"".join(subprocess.run(["sh", str(READER), "lines", str(f)], capture_output=True, check=True).stdout
+        out = b"".join(subprocess.run(["sh", str(reader), "lines", str(f)], capture_output=True, check=True).stdout
                        for f in files)
         with connect() as conn, conn.cursor() as cur:
             cur.execute(f"create temporary table reader_out as select {columns} from {relation} limit 0")
