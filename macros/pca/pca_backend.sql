@@ -36,9 +36,7 @@
             {%- do run_query("select pg_advisory_lock(hashtext('traffic_anomalies.madlib_compat'))") -%}
             {%- set installed = run_query(installed_sql).columns[0].values() -%}
             {%- if installed | length == 0 or installed[0] != marker -%}
-                {%- do run_query(madlib_compat__linalg_ddl()) -%}
-                {%- do run_query(madlib_compat__pca_train_ddl()) -%}
-                {%- do run_query(madlib_compat__pca_project_ddl()) -%}
+                {%- do run_query(madlib_compat__ddl()) -%}
                 {%- do run_query("comment on schema madlib_compat is " ~ sql_string_literal(marker)) -%}
                 {{ log("installed madlib_compat (" ~ marker ~ ")", info=true) }}
             {%- endif -%}

@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import queue
-import re
 import subprocess
 import sys
 import threading
@@ -36,11 +35,11 @@ import numpy as np
 import psycopg2
 
 from traffic_anomalies import PROJECT_DIR
+from traffic_anomalies.macro_text import madlib_compat_ddl  # the DDL install_madlib_compat runs
 
 SEED = 12345
 HOURS = 24
 SCHEMA = "bench_pca"
-MACRO_FILES = ("linalg.sql", "pca_train.sql", "pca_project.sql")
 
 
 def generate(days: int = 60, users: int = 5000, hours: int = HOURS, seed: int = SEED) -> list[np.ndarray]:
@@ -54,15 +53,6 @@ def generate(days: int = 60, users: int = 5000, hours: int = HOURS, seed: int = 
         counts = 1 + rng.poisson(np.broadcast_to(lam, (days, users)))
         mats.append(np.where(active, counts, 0))
     return mats
-
-
-def madlib_compat_ddl() -> str:
-    """The install DDL, exactly the bodies the dbt macros return."""
-    parts = []
-    for name in MACRO_FILES:
-        text = (PROJECT_DIR / "macros" / "madlib_compat" / name).read_text()
-        parts.extend(re.findall(r"\{% raw %\}(.*?)\{% endraw %\}", text, re.S))
-    return "\n".join(parts)
 
 
 def _copy_triples(cur, table: str, mats: list[np.ndarray], with_hour: bool) -> None:

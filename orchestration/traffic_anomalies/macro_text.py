@@ -24,3 +24,9 @@ def render(macro: str, *files: str, **kwargs) -> str:
 def lake_reader_script() -> str:
     """The lake reader gpfdist's transforms run (macros/lake/lake_programs.sql)."""
     return render("lake_reader_script", "lake/lake_programs.sql")
+
+
+def madlib_compat_ddl() -> str:
+    """The DDL of schema madlib_compat, as `dbt run-operation install_madlib_compat` runs it."""
+    files = sorted(str(path.relative_to(MACRO_DIR)) for path in (MACRO_DIR / "madlib_compat").glob("*.sql"))
+    return render("madlib_compat__ddl", *files)

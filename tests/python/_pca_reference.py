@@ -2,24 +2,19 @@
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 
 import numpy as np
 
+from traffic_anomalies import macro_text
+
 REPO = Path(__file__).resolve().parents[2]
-MACRO_DIR = REPO / "macros" / "madlib_compat"
-MACRO_FILES = ("linalg.sql", "pca_train.sql", "pca_project.sql")
 EPS = np.finfo(float).eps
 
 
 def madlib_compat_ddl() -> str:
-    """The DDL exactly as the dbt macros return it (the {% raw %} bodies)."""
-    parts = []
-    for name in MACRO_FILES:
-        text = (MACRO_DIR / name).read_text()
-        parts.extend(re.findall(r"\{% raw %\}(.*?)\{% endraw %\}", text, re.S))
-    return "\n".join(parts)
+    """The DDL exactly as `dbt run-operation install_madlib_compat` runs it (the macros rendered)."""
+    return macro_text.madlib_compat_ddl()
 
 
 def load_sparse(cur, table: str, X: np.ndarray, extra: dict | None = None,

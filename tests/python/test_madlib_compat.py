@@ -617,3 +617,83 @@ def test_clustered_eigenvalues_fall_back_to_ql_with_vectors(db, k, prop):
         assert kk >= int(np.searchsorted(np.cumsum(ref_w) / ref_w.sum(), prop)) + 1
     np.testing.assert_allclose(V @ V.T, np.eye(kk), atol=1e-10)
     np.testing.assert_allclose(V @ A, np.array(lam)[:kk, None] * V, atol=1e-10 * ref_w[0])
+
+
+# ------------------------------------------------------------- validation
+TRAIN_ARGS = dict(src="m", pc="other", r="row_id", c="col_id", v="val", rd=6, cd=8, k=2, g=None, it=0,
+                  corr=False, summ=None)
+TRAIN_ERRORS = [  # (changed arguments, MADlib's message)
+    (dict(src="nope"), "PCA error: Source data table nope does not exist!"),
+    (dict(k=0), "PCA error: components_param must be either a positive integer or a float in the range (0.0,1.0]!"),
+    (dict(pc="a.b.c"), "PCA error: Invalid output table prefix!"),
+    (dict(pc="pc"), "PCA error: Output table pc/pc_mean already exist!"),
+    (dict(it=-1), "PCA error: lanczos_iter can't be negative! (Use zero for default value)  The provided value is -1"),
+    (dict(r="rid"), "PCA error: rid column does not exist in m!"),
+    (dict(c=None), "PCA error: Column ID should be provided if value ID is input!"),
+    (dict(v=None), "PCA error: Value ID should be provided if column ID is input!"),
+    (dict(c="cid"), "PCA error: cid column does not exist in m!"),
+    (dict(v="vid"), "PCA error: vid column does not exist in m!"),
+    (dict(cd=0), "PCA error: Column dimensions should be provided if using sparse matrices!"),
+    (dict(rd=0), "PCA error: Row dimensions should be provided if using sparse matrices!"),
+    (dict(rd=-1), "PCA error: The row dimension must be larger than 0!"),
+    (dict(cd=-1), "PCA error: The column dimension must be larger than 0!"),
+    (dict(corr=True), "PCA error: Using the correlation matrix is not enabled! This value must be set to FALSE"),
+    (dict(summ="a b"), "PCA error: Invalid result summary table name!"),
+    (dict(summ="m"), "PCA error: Result summary table m already exists!"),
+    (dict(g="nog"), "PCA error: One or more grouping columns in nog do not exist!"),
+    (dict(k=7), "PCA error: k cannot be larger than min(row_dim, col_dim)!"),
+]
+PROJECT_ARGS = dict(src="m", pc="pc", out="o", r="row_id", c="col_id", v="val", rd=6, cd=8, res=None, summ=None)
+PROJECT_ERRORS = [
+    (dict(src="nope"), "PCA error: Source data table does not exist!"),
+    (dict(pc="nope"), "PCA error: Principal comp. table does not exist!"),
+    (dict(pc="lone"), "PCA error: Source data table column means does not exist!"),
+    (dict(out="a.b.c"), "PCA error: Invalid output table name."),
+    (dict(out="m"), "PCA error: Output table m already exists!"),
+    (dict(summ="a b"), "PCA error: Invalid result summary table name!"),
+    (dict(summ="m"), "PCA error: Result summary table m already exists!"),
+    (dict(res="a b"), "PCA error: Invalid residual table name!"),
+    (dict(res="m"), "PCA error: Residual table m already exists!"),
+    (dict(r="rid"), "PCA error: rid column does not exist in m!"),
+    (dict(c=None), "PCA error: Column ID should be provided if value ID is input!"),
+    (dict(v=None), "PCA error: Value ID should be provided if column ID is input!"),
+    (dict(c="cid"), "PCA error: cid column does not exist in m!"),
+    (dict(v="vid"), "PCA error: vid column does not exist in m!"),
+    (dict(rd=0), "PCA error: row_dim/col_dim should be positive integer"),
+]
+
+
+def _message(cur, sql, params) -> str:
+    with pytest.raises(psycopg2.Error) as exc:
+        cur.execute(sql, params)
+    return exc.value.diag.message_primary
+
+
+def test_every_argument_check_gives_madlib_message_and_creates_nothing(db):
+    """Each check of pca_sparse_train and pca_sparse_project, one bad argument at a time: the
+    exact message of MADlib's _validate_args, and no table left behind. The checks both
+    functions share (source columns, summary table) give the same words in both."""
+    rng = np.random.default_rng(63)
+    X = sparse_random(rng, 6, 8)
+    load_sparse(db, "m", X)
+    train(db, "m", "pc", X, 2)
+    db.execute("create table lone (row_id integer, principal_components double precision[])")
+    db.execute("select count(*) from pg_tables where schemaname = %s", (db.schema,))
+    tables = db.fetchone()[0]
+    for changed, message in TRAIN_ERRORS:
+        a = {**TRAIN_ARGS, **changed}
+        got = _message(db, "select madlib_compat.pca_sparse_train(%s, %s, %s, %s, %s, %s, %s, %s::integer, %s, %s, %s, %s)",
+                       (a["src"], a["pc"], a["r"], a["c"], a["v"], a["rd"], a["cd"], a["k"], a["g"], a["it"],
+                        a["corr"], a["summ"]))
+        assert got == message, changed
+    for changed, message in PROJECT_ERRORS:
+        a = {**PROJECT_ARGS, **changed}
+        got = _message(db, "select madlib_compat.pca_sparse_project(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                       (a["src"], a["pc"], a["out"], a["r"], a["c"], a["v"], a["rd"], a["cd"], a["res"], a["summ"]))
+        assert got == message, changed
+    db.execute("select count(*) from pg_tables where schemaname = %s", (db.schema,))
+    assert db.fetchone()[0] == tables
+    # the same arguments, well formed, work: each failure above was that one argument
+    db.execute("select madlib_compat.pca_sparse_project('m', 'pc', 'o', 'row_id', 'col_id', 'val', 6, 8, 'r', 's')")
+    db.execute("select count(*) from o")
+    assert db.fetchone()[0] == 6
