@@ -9,7 +9,7 @@ One run writes bench/results/nightly.json and nightly.md:
               are compared.
 2. incremental  one more lake day (the lake is generated with days + 1; the full run stops at
               day `days`) and the nightly for it, as a share of the full run.
-3. PCA step   traffic_anomalies.bench_pca (madlib_compat vs numpy), called as it is.
+3. PCA step   traffic_anomalies_dev.bench_pca (madlib_compat vs numpy), called as it is.
 4. scaling    the full run at 1x, 2x, 4x of --scale-base users (the largest reuses step 1 when
               it is the same size).
 5. profile    per step: process wall time vs the time dbt spent running nodes (the rest is
@@ -46,7 +46,7 @@ import pandas as pd
 import psycopg2
 
 from traffic_anomalies import PROJECT_DIR, localdb
-from traffic_anomalies.bench_pca import git_state
+from traffic_anomalies_dev.bench_pca import git_state
 
 DEFAULT_OUT = PROJECT_DIR / "bench" / "results" / "nightly.json"
 DEFAULT_LAKE_DIR = PROJECT_DIR / "target" / "bench-lake"
@@ -223,7 +223,7 @@ def _readable_by_others(path: Path) -> None:
 
 def ensure_lake(lake_dir: Path, users: int, days: int) -> tuple[Path, float | None]:
     """A lake of `users` x `days` from START with SEED; reused when one is already there."""
-    from traffic_anomalies.lake import generate_lake
+    from traffic_anomalies_dev.lake import generate_lake
 
     path = lake_dir / f"u{users}_d{days}_s{SEED}"
     manifest = path / "manifest.json"
@@ -622,7 +622,7 @@ def save(report: dict, opts: Options, load: list, t_bench: float) -> None:
 
 
 def pca_step(opts: Options, full: dict, reference: dict) -> dict:
-    from traffic_anomalies import bench_pca
+    from traffic_anomalies_dev import bench_pca
 
     users = opts.pca_users
     kwargs = {"out_path": opts.out.parent / "nightly_pca.json", "days": opts.pca_days, "users": users}

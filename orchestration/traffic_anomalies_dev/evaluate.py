@@ -99,7 +99,7 @@ class Scenario:
         return "none" if self.kind == "none" else f"{self.kind}:{self.magnitude:g}"
 
     def specs(self) -> list:
-        from traffic_anomalies.lake import AnomalySpec
+        from traffic_anomalies_dev.lake import AnomalySpec
 
         return [] if self.kind == "none" else [AnomalySpec(self.kind, float(self.magnitude), self.count)]
 
@@ -240,7 +240,7 @@ def score(detected: set, first: set, truth: set) -> Counts:
 
 
 def run_one(scenario: Scenario, seed: int, *, users: int, days: int, work_dir: Path, keep: bool) -> RunResult:
-    from traffic_anomalies.lake import generate_lake
+    from traffic_anomalies_dev.lake import generate_lake
 
     started = time.monotonic()
     lake_dir = Path(tempfile.mkdtemp(prefix=f"lake-{scenario.kind}-", dir=work_dir))
@@ -523,7 +523,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m traffic_anomalies.evaluate")
+    parser = argparse.ArgumentParser(prog="python -m traffic_anomalies_dev.evaluate")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["evaluate", *(sys.argv[1:] if argv is None else argv)])
     return int(args.func(args) or 0)
