@@ -182,6 +182,9 @@ def evaluate(*, users: int, days: int, seeds: Sequence[int], scenarios: Sequence
     if overlap:
         raise ValueError(f"seeds {overlap} are calibration seeds ({CALIBRATION_SEEDS[0]}-{CALIBRATION_SEEDS[-1]}): "
                          "evaluate on other seeds")
+    from traffic_anomalies_dev.bench_pca import git_state
+
+    measured = git_state()  # before the runs: the commit whose models and code are measured
     declared = project_vars()
     window_days = int(window_days or declared["pca_window_days"])
     if window_days > days:
@@ -220,6 +223,7 @@ def evaluate(*, users: int, days: int, seeds: Sequence[int], scenarios: Sequence
     report_summary = summary(tallies, described, grains)
     report = {
         "summary": report_summary,
+        "git": measured,
         "users": users,
         "days": days,
         "window_days": window_days,
