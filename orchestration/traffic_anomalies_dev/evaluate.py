@@ -300,11 +300,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from traffic_anomalies import localdb
+
     scenarios = args.scenarios or [Scenario(*s) for s in DEFAULT_SCENARIOS]
     try:
+        localdb.apply_connection_env()  # the project's database, for dbt and psycopg2 alike
         report = evaluate(users=args.users, days=args.days, seeds=args.seeds, scenarios=scenarios, out=args.out,
                           window_days=args.window_days, keep=args.keep, with_ceiling=args.ceiling)
-    except ValueError as exc:
+    except (ValueError, localdb.DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report["markdown"])
