@@ -255,10 +255,13 @@ def parse_scenarios(text: str) -> list[Scenario]:
         if parts == ["none"]:
             scenarios.append(Scenario("none", 0, 0))
         elif len(parts) == 3:
+            from traffic_anomalies_dev.lake import AnomalySpec
+
             try:
+                AnomalySpec(parts[0], float(parts[1]), int(parts[2]))  # refused here, not in every run
                 scenarios.append(Scenario(parts[0], float(parts[1]), int(parts[2])))
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"bad scenario {item!r}: expected KIND:MAGNITUDE:COUNT or none") from None
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(f"bad scenario {item!r}: {exc}") from None
         else:
             raise argparse.ArgumentTypeError(f"bad scenario {item!r}: expected KIND:MAGNITUDE:COUNT or none")
     return scenarios

@@ -124,3 +124,15 @@ def test_evaluation_seeds_may_not_be_calibration_seeds(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="calibration seeds"):
         evaluate(users=30, days=10, window_days=7, seeds=[3, 101], scenarios=[Scenario("none", 0, 0)],
                  out=tmp_path / "e.json", log=lambda *_: None)
+
+
+def test_a_bad_scenario_is_refused_by_name_before_any_lake_is_built() -> None:
+    import argparse
+
+    from traffic_anomalies_dev.evaluate import parse_scenarios
+
+    assert [s.name for s in parse_scenarios("spike:5:2, none")] == ["spike:5", "none"]
+    with pytest.raises(argparse.ArgumentTypeError, match="bad scenario 'foo:5:1': unknown anomaly kind 'foo'"):
+        parse_scenarios("foo:5:1")
+    with pytest.raises(argparse.ArgumentTypeError, match="bad scenario 'spike:-1:1': anomaly magnitude must be a positive"):
+        parse_scenarios("spike:-1:1")
