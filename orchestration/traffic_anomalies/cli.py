@@ -12,17 +12,18 @@ from traffic_anomalies import localdb
 # Sub-command -> the module that defines it (add_parser(subparsers) sets `func`). Only the
 # module of the command being run is imported: `db status` does not pay for dbt or luigi, and
 # `nightly` does not import numpy (the lake generator's), whose BLAS thread pool would keep
-# the nightly from forking its warm dbt steps (see dbt.can_fork).
+# the nightly from forking its warm dbt steps (see dbt.can_fork). The development tooling
+# (sample lakes, demo, evaluation, benchmarks) lives in the sibling package traffic_anomalies_dev.
 COMMAND_MODULES: dict[str, str] = {
-    "lake": "traffic_anomalies.lake",
-    "demo": "traffic_anomalies.demo",
+    "lake": "traffic_anomalies_dev.lake",
+    "demo": "traffic_anomalies_dev.demo",
     "nightly": "traffic_anomalies.nightly",
     "backfill": "traffic_anomalies.nightly",
     "scheduler": "traffic_anomalies.nightly",
     "report": "traffic_anomalies.report",
     "docs": "traffic_anomalies.docs",
-    "evaluate": "traffic_anomalies.evaluate",
-    "bench": "traffic_anomalies.bench",
+    "evaluate": "traffic_anomalies_dev.evaluate",
+    "bench": "traffic_anomalies_dev.bench",
     "gpfdist": "traffic_anomalies.gpfdist",
 }
 

@@ -213,7 +213,7 @@ def generated_lake(lake_dir_factory):
     """Generated lakes by size, each made once per session and shared (read-only) by every
     module asking for the same one: `generated_lake(prefix, users=, days=, end=, seed=)` gives
     the directory of a lake of `days` days ending on `end`."""
-    from traffic_anomalies.lake import generate_lake
+    from traffic_anomalies_dev.lake import generate_lake
 
     made: dict[tuple, Path] = {}
 
@@ -231,7 +231,7 @@ def generated_lake(lake_dir_factory):
 @pytest.fixture(scope="session")
 def sample_lake(lake_dir_factory):
     """A small lake with malformed lines and injected anomalies (shared, read-only)."""
-    from traffic_anomalies.lake import generate_lake
+    from traffic_anomalies_dev.lake import generate_lake
 
     out = lake_dir_factory("sample")
     return generate_lake(out, users=40, days=21, start=dt.date(2017, 1, 1), seed=7)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from traffic_anomalies import bench_nightly
+from traffic_anomalies_dev import bench_nightly
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_memory_sampler_sees_client_and_backends(database):
 def test_pca_benchmark_report_on_small_matrices(database, tmp_path):
     """`bench pca` end to end at a toy size: every call style runs, agrees with numpy, and the
     report names the commit it measured (figures are only comparable between commits)."""
-    from traffic_anomalies import bench_pca
+    from traffic_anomalies_dev import bench_pca
 
     out = tmp_path / "pca.json"
     report = bench_pca.run(out_path=out, days=8, users=40, hours=2)
@@ -87,7 +87,7 @@ def test_pca_benchmark_measures_madlib_where_installed(madlib_database, tmp_path
     matrices, checked against numpy, and madlib_compat's speed-up over it in the report."""
     from conftest import MADLIB_DATABASE
 
-    from traffic_anomalies import bench_pca
+    from traffic_anomalies_dev import bench_pca
 
     out = tmp_path / "pca.json"
     report = bench_pca.run(dsn=f"dbname={MADLIB_DATABASE}", out_path=out, days=8, users=40, hours=2)

@@ -93,7 +93,7 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def tiny_lake(lake_dir_factory) -> Path:
-    from traffic_anomalies.lake import generate_lake
+    from traffic_anomalies_dev.lake import generate_lake
 
     lake = lake_dir_factory("outage")
     generate_lake(lake, users=12, days=6, start=RUN_DATE - dt.timedelta(days=5), seed=3)

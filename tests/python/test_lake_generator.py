@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 try:
-    from traffic_anomalies import lake
+    from traffic_anomalies_dev import lake
 except ImportError:  # not installed: run from the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "orchestration"))
-    from traffic_anomalies import lake
+    from traffic_anomalies_dev import lake
 
 HEADER = "start_time,user_name,src_ip,dst_ip,dst_port,protocol,bytes"
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -331,4 +331,4 @@ def test_cli_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "8 files" in out[0] and "0 malformed" in out[0] and str(tmp_path) in out[0]
     truth = (tmp_path / "ground_truth.csv").read_text().splitlines()
-    assert truth[0] == "user_name,day,hour,kind,magnitude" and len(truth) == 2 and truth[1].endswith(",spike,5")
+    assert truth[0] == "user_name,day,hour,kind,magnitude,incident" and len(truth) == 2 and truth[1].endswith(",spike,5,1")

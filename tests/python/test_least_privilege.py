@@ -37,7 +37,7 @@ def roles(database) -> Iterator[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def built_as_job(roles, lake_dir_factory, tmp_path_factory) -> Iterator[tuple[DbtProject, str, str]]:
-    from traffic_anomalies.lake import generate_lake
+    from traffic_anomalies_dev.lake import generate_lake
 
     job, reporting = roles
     lake = lake_dir_factory("privilege")

@@ -289,7 +289,7 @@ def test_evaluate_exits_non_zero_when_its_runs_fail_and_keeps_the_previous_resul
     out.with_suffix(".md").write_text("previous\n")
     # 30 spikes cannot be placed on one user (one per hour of day): every run fails
     result = subprocess.run(
-        [sys.executable, "-m", "traffic_anomalies.cli", "evaluate", "--users", "1", "--days", "3", "--seeds", "1", "2",
+        [sys.executable, "-m", "traffic_anomalies.cli", "evaluate", "--users", "1", "--days", "3", "--window-days", "2", "--seeds", "1", "2",
          "--scenarios", "spike:5:30", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stdout[-2000:]
     assert result.stdout.count("FAILED") == 2, result.stdout

@@ -8,8 +8,9 @@
     that hour on the other days. A busy day, a weekend or a vacation moves the whole row and
     is expected; one hour far above the user's rhythm is not. A person's day also starts an
     hour early or late now and then, so the expectation E is the largest of the shares of
-    hours h − 1, h and h + 1 (same denominator, no wrap at midnight): a count that the
-    neighbouring hour would explain is not a spike.
+    hours h − 1, h and h + 1 (same denominator; hours wrap at midnight, so 23 and 0 are
+    neighbours: a night worker's shift that runs past midnight is a shift, not a spike): a
+    count that the neighbouring hour would explain is not a spike.
     Noise: a negative binomial (Poisson with a gamma-distributed rate), variance E + φ E², φ
     the user's overdispersion by the method of moments around the plain model over all cells
     of the user's table (zero cells included), φ = max(0, Σ((x − E0)² − E0) / Σ E0²).
@@ -119,10 +120,20 @@ neighbours as (
         other_hours_flows,
         other_days_flows,
         other_days_all_hours_flows - other_days_flows as share_denominator,
-        coalesce(lag(other_days_flows) over day_hours, 0) as earlier_hour_other_days_flows,
-        coalesce(lead(other_days_flows) over day_hours, 0) as later_hour_other_days_flows
+        -- The grid holds all 24 hours of every (user, day): hour 0's earlier hour is the
+        -- day's hour 23, hour 23's later hour its hour 0.
+        coalesce(
+            lag(other_days_flows) over day_hours, last_value(other_days_flows) over whole_day
+        ) as earlier_hour_other_days_flows,
+        coalesce(
+            lead(other_days_flows) over day_hours, first_value(other_days_flows) over whole_day
+        ) as later_hour_other_days_flows
     from left_out
-    window day_hours as (partition by user_index, day_index order by hour_of_day)
+    window
+        day_hours as (partition by user_index, day_index order by hour_of_day),
+        whole_day as (
+            day_hours rows between unbounded preceding and unbounded following
+        )
 
 ),
 

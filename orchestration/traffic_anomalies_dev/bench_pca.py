@@ -426,7 +426,7 @@ def _madlib_lines(report: dict) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `traffic-anomalies bench pca` (and of `python -m traffic_anomalies.bench_pca`)."""
+    """Options of `traffic-anomalies bench pca` (and of `python -m traffic_anomalies_dev.bench_pca`)."""
     parser.add_argument("--out", default=str(PROJECT_DIR / "bench" / "results" / "pca.json"),
                         help="JSON report path; a .md summary is written next to it (default bench/results/pca.json)")
     parser.add_argument("--days", type=int, default=60, help="rows per hourly matrix (default 60)")

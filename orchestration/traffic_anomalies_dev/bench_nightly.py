@@ -9,7 +9,7 @@ One run writes bench/results/nightly.json and nightly.md:
               are compared.
 2. incremental  one more lake day (the lake is generated with days + 1; the full run stops at
               day `days`) and the nightly for it, as a share of the full run.
-3. PCA step   traffic_anomalies.bench_pca (madlib_compat vs numpy), called as it is.
+3. PCA step   traffic_anomalies_dev.bench_pca (madlib_compat vs numpy), called as it is.
 4. scaling    the full run at 1x, 2x, 4x of --scale-base users (the largest reuses step 1 when
               it is the same size).
 5. profile    per step: process wall time vs the time dbt spent running nodes (the rest is
@@ -19,6 +19,7 @@ One run writes bench/results/nightly.json and nightly.md:
 
 The database is the one the PG* variables name (else the project's own cluster), in schemas
 of the benchmark's own (--schema, default bench_nightly; the scaling runs use <schema>_x<N>).
+Helpers in bench_support, the pandas reference and the agreement checks in bench_reference.
 """
 
 from __future__ import annotations
@@ -26,221 +27,31 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import importlib.util
 import inspect
 import json
 import os
 import platform
-import re
-import resource
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import psycopg2
 
 from traffic_anomalies import PROJECT_DIR, localdb
-from traffic_anomalies.bench_pca import git_state
+from traffic_anomalies_dev.bench_pca import git_state
+from traffic_anomalies_dev.bench_reference import compare, explain_staging, run_reference
+from traffic_anomalies_dev.bench_support import (
+    SEED, START, MemorySampler, drop_schema, ensure_lake, query, reset_schema, run_root, server_info,
+)
 
 DEFAULT_OUT = PROJECT_DIR / "bench" / "results" / "nightly.json"
 DEFAULT_LAKE_DIR = PROJECT_DIR / "target" / "bench-lake"
-REFERENCE = PROJECT_DIR / "bench" / "reference_pandas.py"
-START = dt.date(2017, 1, 1)
-SEED = 42
 QUICK = {"users": 300, "days": 30, "scale_base": 100, "pca_users": 300, "pca_days": 28}
 
-
-# --- memory sampling ---------------------------------------------------------------------------
-
-
-def _status(pid: int) -> dict[str, int]:
-    """VmRSS / RssAnon of a process in kB (0 when it is gone or unreadable)."""
-    out = {"VmRSS": 0, "RssAnon": 0}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key = line.split(":", 1)[0]
-            if key in out:
-                out[key] = int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
-
-
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    return children
-
-
-def _tree(roots: list[int], children: dict[int, list[int]]) -> set[int]:
-    seen: set[int] = set()
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in seen:
-            seen.add(pid)
-            todo.extend(children.get(pid, ()))
-    return seen
-
-
-class MemorySampler:
-    """Samples, every `interval` s, the RSS of a client process tree (Python, Luigi workers, dbt)
-    and of the database backends connected to our database (with their parallel workers and the
-    lake reader programs they run). Backend figures are private memory (RssAnon): their RSS also
-    counts the shared buffers each one touched, which would be counted once per backend."""
-
-    def __init__(self, root_pid: int, interval: float = 0.25):
-        self.root_pid = root_pid
-        self.interval = interval
-        self.peak_client_kb = 0
-        self.peak_backends_anon_kb = 0
-        self.peak_backends_rss_kb = 0
-        self.peak_backends = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._conn = psycopg2.connect("", application_name="bench-nightly memory sampler")
-        self._conn.autocommit = True
-        with self._conn.cursor() as cur:
-            cur.execute("select pg_backend_pid()")
-            self._own = cur.fetchone()[0]
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _backend_pids(self) -> list[int]:
-        with self._conn.cursor() as cur:
-            cur.execute(
-                "select pid from pg_stat_activity where datname = current_database() and pid <> %s",
-                (self._own,))
-            return [r[0] for r in cur.fetchall()]
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                children = _children_map()
-                client = _tree([self.root_pid], children)
-                backends = _tree(self._backend_pids(), children) - client
-                client_kb = sum(_status(p)["VmRSS"] for p in client)
-                stats = [_status(p) for p in backends]
-                self.peak_client_kb = max(self.peak_client_kb, client_kb)
-                self.peak_backends_anon_kb = max(self.peak_backends_anon_kb, sum(s["RssAnon"] for s in stats))
-                self.peak_backends_rss_kb = max(self.peak_backends_rss_kb, sum(s["VmRSS"] for s in stats))
-                self.peak_backends = max(self.peak_backends, len(stats))
-                self.samples += 1
-            except (psycopg2.Error, OSError):
-                pass
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._conn.close()
-
-    def result(self) -> dict[str, Any]:
-        return {
-            "client_tree_peak_rss_mb": round(self.peak_client_kb / 1024, 1),
-            "backends_peak_private_mb": round(self.peak_backends_anon_kb / 1024, 1),
-            "backends_peak_rss_mb": round(self.peak_backends_rss_kb / 1024, 1),
-            "backends_peak_count": self.peak_backends,
-            "samples": self.samples,
-        }
-
-
-# --- database helpers --------------------------------------------------------------------------
-
-
-def _connect() -> psycopg2.extensions.connection:
-    conn = psycopg2.connect("", application_name="bench-nightly")
-    conn.autocommit = True
-    return conn
-
-
-def _query(sql: str, params: tuple = ()) -> list[tuple]:
-    with _connect() as conn, conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall() if cur.description else []
-
-
-def _reset_schema(schema: str) -> None:
-    """A fresh pipeline: no tables, no completion markers, no artifacts of an earlier bench."""
-    with _connect() as conn, conn.cursor() as cur:
-        for name in (schema, f"{schema}_lake"):
-            cur.execute(f'drop schema if exists "{name}" cascade')
-        cur.execute("select to_regclass('ta_meta.step_state')")
-        if cur.fetchone()[0] is not None:
-            cur.execute("delete from ta_meta.step_state where target_schema = %s", (schema,))
-    shutil.rmtree(_run_root(schema), ignore_errors=True)
-
-
-def _drop_schema(schema: str) -> None:
-    _reset_schema(schema)
-
-
-def _run_root(schema: str) -> Path:
-    root = os.environ.get("TA_DBT_TARGET_ROOT") or PROJECT_DIR / "target"
-    return Path(root).resolve() / "nightly" / schema
-
-
-def _server_info() -> dict[str, Any]:
-    rows = dict(_query("select name, setting || coalesce(unit, '') from pg_settings where name in "
-                       "('server_version', 'shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', "
-                       "'jit', 'max_worker_processes')"))
-    return rows
-
-
-# --- lakes -------------------------------------------------------------------------------------
-
-
-def _readable_by_others(path: Path) -> None:
-    """The database server (another OS user) reads the lake: open every directory on the way."""
-    for parent in [path, *path.parents]:
-        try:
-            mode = parent.stat().st_mode
-        except OSError:
-            continue
-        if not mode & 0o001 and parent.owner() == os.environ.get("USER", parent.owner()):
-            try:
-                parent.chmod(mode | 0o055)
-            except OSError:
-                pass
-
-
-def ensure_lake(lake_dir: Path, users: int, days: int) -> tuple[Path, float | None]:
-    """A lake of `users` x `days` from START with SEED; reused when one is already there."""
-    from traffic_anomalies.lake import generate_lake
-
-    path = lake_dir / f"u{users}_d{days}_s{SEED}"
-    manifest = path / "manifest.json"
-    if manifest.exists():
-        params = json.loads(manifest.read_text()).get("parameters", {})
-        if params.get("users") == users and params.get("days") == days and params.get("seed") == SEED:
-            return path, None
-    path.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    generate_lake(path, users=users, days=days, start=START, seed=SEED)
-    elapsed = time.perf_counter() - started
-    for root, dirs, files in os.walk(path):
-        os.chmod(root, 0o755)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644)
-    _readable_by_others(path)
-    return path, elapsed
 
 
 # --- one nightly run ---------------------------------------------------------------------------
@@ -249,7 +60,7 @@ def ensure_lake(lake_dir: Path, users: int, days: int) -> tuple[Path, float | No
 def run_nightly(schema: str, run_date: dt.date, lake: Path, workers: int, extra_env: dict | None = None) -> dict:
     """`traffic-anomalies nightly` in a subprocess (fresh interpreter, like cron), with memory."""
     env = {**os.environ, "TA_SCHEMA": schema, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **(extra_env or {})}
-    log = _run_root(schema) / f"bench-{run_date}.log"
+    log = run_root(schema) / f"bench-{run_date}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "traffic_anomalies.nightly", "nightly", "--date", run_date.isoformat(),
            "--lake", str(lake), "--workers", str(workers), "--local-scheduler"]
@@ -269,7 +80,7 @@ def run_nightly(schema: str, run_date: dt.date, lake: Path, workers: int, extra_
 
 def step_profile(schema: str, run_date: dt.date) -> list[dict]:
     """Per step: process wall time (marker), dbt's own elapsed time and node time (run_results)."""
-    rows = _query(
+    rows = query(
         "select step, task_family, elapsed_s, finished_at, details from ta_meta.step_state "
         "where target_schema = %s and run_date = %s order by finished_at", (schema, run_date))
     steps = []
@@ -324,183 +135,6 @@ def summarise_steps(steps: list[dict], wall: float) -> dict:
     }
 
 
-# --- the pandas reference ----------------------------------------------------------------------
-
-
-def _reference_module():
-    spec = importlib.util.spec_from_file_location("reference_pandas", REFERENCE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("reference_pandas", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_reference(lake: Path, run_date: dt.date, out_dir: Path, write_counts: bool = False) -> dict:
-    """bench/reference_pandas.py in a subprocess; its peak RSS is that child's ru_maxrss, read by an
-    intermediate interpreter that has no other child (so no other process's peak leaks in)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ref_cmd = [sys.executable, str(REFERENCE), "--lake", str(lake), "--run-date", run_date.isoformat(),
-               "--out", str(out_dir)] + (["--write-counts"] if write_counts else [])
-    wrapper = (
-        "import json, resource, subprocess, sys, time\n"
-        "t = time.perf_counter()\n"
-        f"code = subprocess.run({ref_cmd!r}).returncode\n"
-        "wall = time.perf_counter() - t\n"
-        "print(json.dumps({'code': code, 'wall_s': wall, "
-        "'maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, cwd=PROJECT_DIR)
-    if done.returncode != 0:
-        raise RuntimeError(f"reference_pandas failed:\n{done.stderr[-3000:]}")
-    info = json.loads(done.stdout.strip().splitlines()[-1])
-    if info["code"] != 0:
-        raise RuntimeError(f"reference_pandas exited {info['code']}:\n{done.stderr[-3000:]}")
-    summary = json.loads((out_dir / "summary.json").read_text())
-    return {"wall_s": info["wall_s"], "peak_rss_mb": round(info["maxrss_kb"] / 1024, 1),
-            "stages_s": summary["timings_s"], "summary": summary, "out_dir": str(out_dir)}
-
-
-# --- agreement ---------------------------------------------------------------------------------
-
-
-def compare(schema: str, reference_out: Path, full_counts: bool = False) -> dict:
-    """Hourly counts and outliers of the database run vs the pandas run."""
-    ref = _reference_module()
-    summary = json.loads((reference_out / "summary.json").read_text())
-    report: dict[str, Any] = {}
-
-    # hourly counts: totals, per (day, hour), and (quick sizes) every row
-    db_rows, db_flows, db_days, db_users = _query(
-        f'select count(*), sum(flow_count), count(distinct activity_date), count(distinct user_name) '
-        f'from "{schema}".int_hourly_counts')[0]
-    rc = summary["counts"]
-    report["hourly_counts_totals"] = {
-        "database": {"rows": db_rows, "flows": int(db_flows or 0), "days": db_days, "users": db_users},
-        "pandas": rc,
-        "equal": (db_rows, int(db_flows or 0), db_days, db_users) == (rc["rows"], rc["flows"], rc["days"], rc["users"]),
-    }
-    by_dh = pd.read_csv(reference_out / "counts_by_day_hour.csv")
-    db_dh = pd.DataFrame(_query(
-        f'select activity_date::text, hour_of_day, count(*), sum(flow_count)::bigint '
-        f'from "{schema}".int_hourly_counts group by 1, 2'),
-        columns=["activity_date", "hour_of_day", "rows", "flows"])
-    merged = by_dh.merge(db_dh, on=["activity_date", "hour_of_day"], how="outer", suffixes=("_pd", "_db"))
-    diff = merged[(merged["rows_pd"] != merged["rows_db"]) | (merged["flows_pd"] != merged["flows_db"])]
-    report["hourly_counts_by_day_hour"] = {"cells": len(merged), "differing_cells": len(diff),
-                                           "examples": diff.head(5).astype(str).to_dict("records")}
-    if full_counts and (reference_out / "hourly_counts.csv").exists():
-        pc = pd.read_csv(reference_out / "hourly_counts.csv", keep_default_na=False)
-        dc = pd.DataFrame(_query(
-            f'select activity_date::text, hour_of_day, user_name, flow_count from "{schema}".int_hourly_counts'),
-            columns=["activity_date", "hour_of_day", "user_name", "flow_count"])
-        m = pc.merge(dc, on=["activity_date", "hour_of_day", "user_name"], how="outer", suffixes=("_pd", "_db"))
-        bad = m[m["flow_count_pd"] != m["flow_count_db"]]
-        report["hourly_counts_rows"] = {"rows": len(m), "differing_rows": len(bad),
-                                        "examples": bad.head(5).astype(str).to_dict("records")}
-
-    # components kept per hour
-    db_k = dict(_query(f'select hour_of_day, components_kept from "{schema}".fct_pca_summary'))
-    report["components_per_hour"] = {
-        "database": [int(db_k.get(h, 0)) for h in range(24)], "pandas": summary["k_per_hour"],
-        "equal": [int(db_k.get(h, 0)) for h in range(24)] == summary["k_per_hour"]}
-
-    # outliers
-    db_out = pd.DataFrame(_query(
-        f'select method, hour_of_day, user_name, component_rank, loading from "{schema}".fct_user_outliers'),
-        columns=["method", "hour_of_day", "user_name", "component_rank", "loading"])
-    pd_out = pd.read_csv(reference_out / "outliers.csv", keep_default_na=False)
-    comps = np.load(reference_out / "components.npz")
-    users = [str(u) for u in comps["users"]]
-    pcas = [{"components": comps[f"h{h:02d}"], "proportion": None, "cumulative_proportion": None}
-            for h in range(24)]
-    # the database's components, columns put in the reference's user order, to align signs
-    db_users = dict(_query(f'select user_name, user_index from "{schema}".dim_users'))
-    order = np.array([db_users.get(u, 0) - 1 for u in users])
-    db_components: dict[int, np.ndarray] = {}
-    for hour, rank, vec in _query(f'select hour_of_day, component_rank, principal_components '
-                                  f'from "{schema}".fct_pca_components order by 1, 2'):
-        db_components.setdefault(hour, []).append(np.asarray(vec, dtype=float)[order])
-    db_components = {h: np.vstack(v) for h, v in db_components.items()}
-    published = ref.published_outliers(pcas, users, db_components)
-    pd_sets = {
-        "absolute_loading": pd_out[pd_out["method"] == "absolute_loading"],
-        "published": published,
-    }
-    max_abs_diff = 0.0
-    for h, db in db_components.items():
-        mine = pcas[h]["components"]
-        if db.shape == mine.shape and db.size:
-            signs = np.where(np.einsum("ij,ij->i", mine, db) < 0, -1.0, 1.0)
-            max_abs_diff = max(max_abs_diff, float(np.max(np.abs(mine * signs[:, None] - db))))
-    report["component_max_abs_diff_up_to_sign"] = max_abs_diff
-    key = ["hour_of_day", "user_name", "component_rank"]
-    outliers_report = {}
-    for method, frame in pd_sets.items():
-        a = set(map(tuple, db_out[db_out["method"] == method][key].astype(str).to_numpy()))
-        b = set(map(tuple, frame[key].astype(str).to_numpy()))
-        outliers_report[method] = {
-            "database": len(a), "pandas": len(b), "both": len(a & b),
-            "only_database": sorted(a - b)[:5], "only_pandas": sorted(b - a)[:5],
-            "jaccard": round(len(a & b) / len(a | b), 6) if (a | b) else 1.0,
-            "equal": a == b,
-        }
-    outliers_report["published"]["note"] = ("components' signs aligned to the database's first "
-                                            "(a component's sign is arbitrary)")
-    report["outliers"] = outliers_report
-    report["agree"] = bool(
-        report["hourly_counts_totals"]["equal"] and not report["hourly_counts_by_day_hour"]["differing_cells"]
-        and report["components_per_hour"]["equal"]
-        and all(o["equal"] for o in outliers_report.values())
-        and report.get("hourly_counts_rows", {}).get("differing_rows", 0) == 0)
-    return report
-
-
-# --- staging parse plan ------------------------------------------------------------------------
-
-
-def _without_programs(plan: list[str]) -> list[str]:
-    """The plan without file_fdw's multi-line `Foreign Program` texts (the awk reader, per partition)."""
-    kept, skipping = [], False
-    for line in plan:
-        if "Foreign Program:" in line:
-            skipping = True
-            continue
-        if skipping and re.match(r"\s*(->|[A-Z])", line):
-            skipping = False
-        if not skipping:
-            kept.append(line)
-    return kept
-
-
-def explain_staging(schema: str, day: dt.date) -> dict:
-    """EXPLAIN ANALYZE of the compiled staging select, for one lake day (nothing is written)."""
-    # every shard compiles the same select (over its own days); shard 0's is measured
-    compiled = next(_run_root(schema).glob(
-        "*/BuildStaging/compiled/traffic_anomalies/models/staging/stg_lake__flow_lines_shard_0.sql"), None)
-    if compiled is None:
-        return {"error": "compiled stg_lake__flow_lines_shard_0.sql not found"}
-    sql = compiled.read_text()
-    sql = re.sub(r"where dt in \([^)]*\)|where false", f"where dt = '{day.isoformat()}'::date", sql, count=1)
-    # The planner settings the model's pre_hook makes (without them the plan is another one,
-    # quadratic in the size of the day).
-    model = (PROJECT_DIR / "macros" / "staging" / "flow_lines_shard_model.sql").read_text()
-    settings = re.findall(r"set local (\w+) = (\w+)", model)
-    with _connect() as conn, conn.cursor() as cur:
-        cur.execute("set jit = off")
-        for name, value in settings:
-            cur.execute(f"set {name} = {value}")
-        started = time.perf_counter()
-        cur.execute("explain (analyze, buffers, timing off) " + sql)
-        plan = _without_programs([r[0] for r in cur.fetchall()])
-        elapsed = time.perf_counter() - started
-        cur.execute(f"select count(*) from {schema}_lake.flows where dt = %s", (day,))
-        read_started = time.perf_counter()
-        lines = cur.fetchone()[0]
-        cur.execute(f"select count(*) from {schema}_lake.flows where dt = %s", (day,))
-        read_only = time.perf_counter() - read_started
-    return {"day": day.isoformat(), "lines": lines, "explain_analyze_s": round(elapsed, 3),
-            "read_only_s": round(read_only, 3), "settings": dict(settings), "plan": plan}
-
 
 # --- the benchmark -----------------------------------------------------------------------------
 
@@ -528,7 +162,7 @@ def run(opts: Options) -> dict:
     load: list[tuple[str, tuple[float, float, float]]] = [("start", os.getloadavg())]
     localdb.up()
     localdb.apply_connection_env()
-    server = _server_info()
+    server = server_info()
     run_date = START + dt.timedelta(days=opts.days - 1)
     next_date = run_date + dt.timedelta(days=1)
     report: dict[str, Any] = {
@@ -547,11 +181,11 @@ def run(opts: Options) -> dict:
     lake, gen_s = ensure_lake(opts.lake_dir, opts.users, opts.days + 1)
     report["lake"] = {"path": str(lake), "generate_s": gen_s,
                       "lines": json.loads((lake / "manifest.json").read_text())["totals"]["lines_with_headers"]}
-    _reset_schema(opts.schema)
+    reset_schema(opts.schema)
     full = run_nightly(opts.schema, run_date, lake, opts.workers)
     load.append(("after full run", os.getloadavg()))
     full["profile"] = summarise_steps(full["steps"], full["wall_s"])
-    ref_out = _run_root(opts.schema) / "reference"
+    ref_out = run_root(opts.schema) / "reference"
     reference = run_reference(lake, run_date, ref_out, write_counts=opts.quick)
     load.append(("after pandas", os.getloadavg()))
     report["full_run"] = {"database": full, "pandas": reference,
@@ -604,7 +238,7 @@ def run(opts: Options) -> dict:
         load.append(("after scaling", os.getloadavg()))
 
     if not opts.keep:
-        _drop_schema(opts.schema)
+        drop_schema(opts.schema)
     report["complete"] = True
     save(report, opts, load, t_bench)
     return report
@@ -622,7 +256,7 @@ def save(report: dict, opts: Options, load: list, t_bench: float) -> None:
 
 
 def pca_step(opts: Options, full: dict, reference: dict) -> dict:
-    from traffic_anomalies import bench_pca
+    from traffic_anomalies_dev import bench_pca
 
     users = opts.pca_users
     kwargs = {"out_path": opts.out.parent / "nightly_pca.json", "days": opts.pca_days, "users": users}
@@ -663,15 +297,15 @@ def scaling(opts: Options, full: dict, reference: dict) -> list[dict]:
         else:
             lake, _ = ensure_lake(opts.lake_dir, users, opts.days)
             schema = f"{opts.schema}_x{factor}"
-            _reset_schema(schema)
+            reset_schema(schema)
             run_date = START + dt.timedelta(days=opts.days - 1)
             try:
                 db = run_nightly(schema, run_date, lake, opts.workers)
                 db["profile"] = summarise_steps(db["steps"], db["wall_s"])
-                pdr = run_reference(lake, run_date, _run_root(schema) / "reference")
+                pdr = run_reference(lake, run_date, run_root(schema) / "reference")
             finally:
                 if not opts.keep:
-                    _drop_schema(schema)
+                    drop_schema(schema)
             point = {"factor": factor, "users": users, "reused_full_run": False}
         fam = db["profile"]["by_family"]
         point.update({
@@ -855,3 +489,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -24,7 +24,7 @@ def last_lake_day(lake: Path) -> dt.date:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    from traffic_anomalies.lake import generate_lake
+    from traffic_anomalies_dev.lake import generate_lake
 
     lake = Path(args.lake).resolve()
     manifest = lake / "manifest.json"

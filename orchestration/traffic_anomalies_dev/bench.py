@@ -12,20 +12,20 @@ from collections.abc import Sequence
 
 
 def _pca(args: argparse.Namespace) -> int:
-    from traffic_anomalies import bench_pca
+    from traffic_anomalies_dev import bench_pca
 
     return bench_pca.run_args(args)
 
 
 def _nightly(args: argparse.Namespace) -> int:
-    from traffic_anomalies import bench_nightly
+    from traffic_anomalies_dev import bench_nightly
 
     return bench_nightly.command(args)
 
 
 def _default(args: argparse.Namespace) -> int:
     """`bench` without a name: the nightly benchmark at its default (full) size."""
-    from traffic_anomalies import bench_nightly
+    from traffic_anomalies_dev import bench_nightly
 
     defaults = argparse.ArgumentParser()
     bench_nightly.add_arguments(defaults)
@@ -33,7 +33,7 @@ def _default(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from traffic_anomalies import bench_nightly, bench_pca
+    from traffic_anomalies_dev import bench_nightly, bench_pca
 
     bench = subparsers.add_parser("bench", help="benchmarks (results in bench/results/)")
     bench.set_defaults(func=_default)
