@@ -476,9 +476,9 @@ def explain_staging(schema: str, day: dt.date) -> dict:
     """EXPLAIN ANALYZE of the compiled staging select, for one lake day (nothing is written)."""
     # every shard compiles the same select (over its own days); shard 0's is measured
     compiled = next(_run_root(schema).glob(
-        "*/BuildStaging/compiled/traffic_anomalies/models/staging/stg_lake__flow_lines_shard_0.sql"), None)
+        "*/BuildStaging/compiled/traffic_anomalies/models/staging/base_lake__flow_lines_shard_0.sql"), None)
     if compiled is None:
-        return {"error": "compiled stg_lake__flow_lines_shard_0.sql not found"}
+        return {"error": "compiled base_lake__flow_lines_shard_0.sql not found"}
     sql = compiled.read_text()
     sql = re.sub(r"where dt in \([^)]*\)|where false", f"where dt = '{day.isoformat()}'::date", sql, count=1)
     # The planner settings the model's pre_hook makes (without them the plan is another one,
@@ -571,8 +571,8 @@ def run(opts: Options) -> dict:
         "run": incremental,
         "share_of_full_run": round(incremental["wall_s"] / full["wall_s"], 3),
         "rows_written": {
-            # stg_lake__flow_lines is the union view of the staging shards: the shards write its rows
-            "stg_lake__flow_lines": sum(v for k, v in rows.items() if k.startswith("stg_lake__flow_lines_shard_")),
+            # base_lake__flow_lines is the union view of the staging shards: the shards write its rows
+            "base_lake__flow_lines": sum(v for k, v in rows.items() if k.startswith("base_lake__flow_lines_shard_")),
             **{k: rows.get(k) for k in ("int_hourly_counts", "int_pca_input")}},
         "recomputed": {
             "staging": "only the new lake partition: lake_dates_to_load lists the days not loaded yet, "

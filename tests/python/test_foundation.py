@@ -52,7 +52,7 @@ def staged(module_dbt_project, sample_lake):
     project = module_dbt_project
     lake_root = str(Path(sample_lake.out_dir).resolve())
     project.run("run-operation", "stage_external_sources", vars={"lake_root": lake_root})
-    project.run("build", "--select", "path:models/staging", "int_hourly_counts", vars={"lake_root": lake_root})
+    project.run("build", "--selector", "nightly_staging", vars={"lake_root": lake_root})
     return project, Path(lake_root)
 
 
@@ -117,19 +117,19 @@ def test_both_timestamp_forms_are_parsed(staged):
 def test_a_second_build_loads_nothing_twice(staged):
     project, lake = staged
     before = query(
-        f"select (select count(*) from {project.relation('stg_lake__flow_lines')}),"
+        f"select (select count(*) from {project.relation('base_lake__flow_lines')}),"
         f" (select sum(flow_count) from {project.relation('int_hourly_counts')})"
     )
-    project.run("build", "--select", "path:models/staging", "int_hourly_counts", vars={"lake_root": str(lake)})
+    project.run("build", "--selector", "nightly_staging", vars={"lake_root": str(lake)})
     after = query(
-        f"select (select count(*) from {project.relation('stg_lake__flow_lines')}),"
+        f"select (select count(*) from {project.relation('base_lake__flow_lines')}),"
         f" (select sum(flow_count) from {project.relation('int_hourly_counts')})"
     )
     assert before == after
 
 
 def test_the_staging_shards_split_the_days_and_are_built_at_once(staged):
-    """Each lake day lives in exactly one shard (day number modulo 2), stg_lake__flow_lines is
+    """Each lake day lives in exactly one shard (day number modulo 2), base_lake__flow_lines is
     their union, and dbt builds the two shards at the same time (one backend each)."""
     project, lake = staged
     days = sorted(p.name.removeprefix("dt=") for p in (lake / "flows").glob("dt=*"))
@@ -141,15 +141,15 @@ def test_the_staging_shards_split_the_days_and_are_built_at_once(staged):
         execute = next(t for t in result["timing"] if t["name"] == "execute")
         timing[name] = (datetime.fromisoformat(execute["started_at"].rstrip("Z")),
                         datetime.fromisoformat(execute["completed_at"].rstrip("Z")))
-    (start_0, end_0), (start_1, end_1) = timing["stg_lake__flow_lines_shard_0"], timing["stg_lake__flow_lines_shard_1"]
+    (start_0, end_0), (start_1, end_1) = timing["base_lake__flow_lines_shard_0"], timing["base_lake__flow_lines_shard_1"]
     assert start_0 < end_1 and start_1 < end_0, timing  # the two builds overlap
     by_shard = {}
     for shard in (0, 1):
-        rows = query(f"select dt::text, count(*) from {project.relation(f'stg_lake__flow_lines_shard_{shard}')} group by 1")
+        rows = query(f"select dt::text, count(*) from {project.relation(f'base_lake__flow_lines_shard_{shard}')} group by 1")
         by_shard[shard] = dict(rows)
         assert rows and all(datetime.fromisoformat(d).toordinal() % 2 == shard for d, _ in rows), (shard, rows)
     assert sorted([*by_shard[0], *by_shard[1]]) == days
-    union = dict(query(f"select dt::text, count(*) from {project.relation('stg_lake__flow_lines')} group by 1"))
+    union = dict(query(f"select dt::text, count(*) from {project.relation('base_lake__flow_lines')} group by 1"))
     assert union == {**by_shard[0], **by_shard[1]}
 
 
