@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VENV_BIN, query, server_readable_dir
+from conftest import VENV_BIN, connect, query, server_readable_dir
 
 # The generator's malformed kinds and the reason staging must give each.
 EXPECTED_REASONS = {
@@ -151,6 +151,27 @@ def test_the_staging_shards_split_the_days_and_are_built_at_once(staged):
     assert sorted([*by_shard[0], *by_shard[1]]) == days
     union = dict(query(f"select dt::text, count(*) from {project.relation('base_lake__flow_lines')} group by 1"))
     assert union == {**by_shard[0], **by_shard[1]}
+
+
+def test_a_day_in_the_wrong_shard_fails_its_test(staged):
+    """days_of_shard: a row of a shard-0 day copied into shard 1 fails shard 1's test (naming
+    the failing rows), and only that one; removed again, the test passes."""
+    project, lake = staged
+    shard_0, shard_1 = (project.relation(f"base_lake__flow_lines_shard_{n}") for n in (0, 1))
+    scope = {"lake_root": str(lake), "staging_tests_scope": "all"}
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(f"insert into {shard_1} select * from {shard_0} where line_number = 1 limit 1")
+        assert cur.rowcount == 1
+    try:
+        failed = project.run("test", "--select", "test_name:days_of_shard", vars=scope, check=False)
+        assert failed.returncode != 0
+        assert "Failure in test days_of_shard_base_lake__flow_lines_shard_1_dt__1" in failed.stdout
+        assert "Got 1 result" in failed.stdout
+        assert "Failure in test days_of_shard_base_lake__flow_lines_shard_0" not in failed.stdout
+    finally:
+        with connect() as conn, conn.cursor() as cur:
+            cur.execute(f"delete from {shard_1} where mod((dt - date '0001-01-01') + 1, 2) <> 1")
+    project.run("test", "--select", "test_name:days_of_shard", vars=scope)
 
 
 @pytest.mark.parametrize(
