@@ -245,3 +245,20 @@ def test_reconciliation_counts_only_the_days_it_checks_and_catches_a_missing_lin
         assert (day, name, counted) == (dt.date(2017, 1, 1), changed.name, staged + 1)
     finally:
         shutil.rmtree(lake, ignore_errors=True)
+
+
+def test_the_reject_reason_catalogue_is_the_staging_checks_list() -> None:
+    """seeds/lake/lake_reject_reasons.csv lists exactly the reasons the staging checks write
+    (macros/staging/flow_lines_shard_model.sql), in the order they are applied; the staging
+    models' reject_reason is tested against the seed, so a reason added to the checks without
+    the catalogue fails the build, and this test catches one dropped from the checks."""
+    from traffic_anomalies import PROJECT_DIR
+
+    checks = (PROJECT_DIR / "macros" / "staging" / "flow_lines_shard_model.sql").read_text()
+    written = [r for r in re.findall(r"then '([a-z0-9_]+)'", checks)
+               if r not in {"iso8601", "epoch", "rejected", "header"}]  # formats and line_status
+    with (PROJECT_DIR / "seeds" / "lake" / "lake_reject_reasons.csv").open(newline="") as f:
+        catalogue = sorted(csv.DictReader(f), key=lambda row: int(row["check_order"]))
+    assert [row["reject_reason"] for row in catalogue] == written
+    assert [int(row["check_order"]) for row in catalogue] == list(range(1, len(written) + 1))
+    assert all(row["description"].strip() for row in catalogue)
