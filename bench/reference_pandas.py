@@ -1,6 +1,6 @@
 """The nightly pipeline in memory with pandas + numpy: the reference the database run is timed against.
 
-Reads the same lake files, applies the same line rules as stg_lake__flow_lines / stg_flows (a
+Reads the same lake files, applies the same line rules as base_lake__flow_lines / stg_flows (a
 line is a flow only when it passes every check; a file whose first line is not the expected
 header is distrusted as a whole), counts flows per (UTC day, hour of day, user) like
 int_hourly_counts, builds the same PCA window (dim_days, dim_users), runs one PCA per hour of

@@ -1,8 +1,9 @@
 {#- Table DDL per engine. dbt-postgres builds every table (and incremental model) with
     `postgres__create_table_as`; this project's macro of that name takes precedence. On
     PostgreSQL it is dbt-postgres' own; on Greenplum the same statement gets the model's
-    distribution clause appended (configs `distributed_by`, `distributed_randomly`,
-    `distributed_replicated`; see dbt_project.yml for the project's choices). -#}
+    distribution clause appended (keys `distributed_by`, `distributed_randomly`,
+    `distributed_replicated` of the model's `meta` config, where dbt wants a project's own
+    configs; see dbt_project.yml for the project's choices). -#}
 {% macro postgres__create_table_as(temporary, relation, sql) -%}
     {%- set greenplum = greenplum_override('create_table_as') -%}
     {%- if greenplum -%}
@@ -58,12 +59,13 @@
 
 
 {#- `distributed by (a, b)` | `distributed randomly` | `distributed replicated` | '' (the
-    engine's default: the first suitable column) from a model's config. At most one of the
+    engine's default: the first suitable column) from a model's config (under `meta`). At most one of the
     three settings; column names must be plain identifiers. -#}
 {% macro greenplum_distribution_clause(model_config) -%}
-    {%- set by = model_config.get('distributed_by', none) -%}
-    {%- set randomly = model_config.get('distributed_randomly', false) -%}
-    {%- set replicated = model_config.get('distributed_replicated', false) -%}
+    {%- set meta = model_config.get('meta', none) or {} -%}
+    {%- set by = meta.get('distributed_by', none) -%}
+    {%- set randomly = meta.get('distributed_randomly', false) -%}
+    {%- set replicated = meta.get('distributed_replicated', false) -%}
     {%- set chosen = [by is not none and by != [] and by != '', randomly is true, replicated is true] | select | list -%}
     {%- if chosen | length > 1 -%}
         {{ exceptions.raise_compiler_error("choose one of distributed_by, distributed_randomly, distributed_replicated, got: "

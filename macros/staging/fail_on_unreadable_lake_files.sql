@@ -1,4 +1,4 @@
-{#- Post-hook of each staging shard (stg_lake__flow_lines_shard_N): a lake file that was not
+{#- Post-hook of each staging shard (base_lake__flow_lines_shard_N): a lake file that was not
     read whole (its reader failed part-way or at once, it changed while it was read, or it is
     empty: see lake_partition_program) is not bad data but a broken delivery. Loading the
     lines read before the error would lose the rest of the delivery without a word, so the

@@ -1,9 +1,9 @@
-{#- The body of each staging shard model (stg_lake__flow_lines_shard_N): every lake line of
+{#- The body of each staging shard model (base_lake__flow_lines_shard_N): every lake line of
     the days of that shard, typed when valid, with its reject reason when not. A lake day belongs
     to one shard (its day number modulo the shard count), and every check of a line (duplicates
     and distrusted files included) looks only within its own day, so the shards are independent:
     dbt builds them at once, one backend each (parsing 20 M lines in SQL is the longest step of
-    a full load; one backend uses one core). stg_lake__flow_lines is their union.
+    a full load; one backend uses one core). base_lake__flow_lines is their union.
 
     pre_hook: the planner cannot estimate the lake (file_fdw guesses a few rows per day) and
     would check each line against the repeated lines in a nested loop, quadratic in the size
@@ -340,9 +340,9 @@ from final
 {% endmacro %}
 
 
-{#- How many staging shards there are: models stg_lake__flow_lines_shard_0 .. _N-1 (one-line
-    files), all unioned by stg_lake__flow_lines. Two, one per core of a small machine; on a
-    bigger one, add shard model files, add them to the union in stg_lake__flow_lines and raise
+{#- How many staging shards there are: models base_lake__flow_lines_shard_0 .. _N-1 (one-line
+    files), all unioned by base_lake__flow_lines. Two, one per core of a small machine; on a
+    bigger one, add shard model files, add them to the union in base_lake__flow_lines and raise
     this number, then rebuild staging with --full-refresh (the day-to-shard rule changes with
     the count, and a day must live in one shard only: the uniqueness test of the union would
     fail otherwise). -#}

@@ -3,6 +3,9 @@
     listed in var `reload_dates`. Returned as a list so the filter on `dt` is a literal and
     the planner skips every other partition without opening its files. -#}
 {% macro lake_dates_to_load(loaded_relation=none) %}
+    {#- called before the execute guard, so that dbt records the listing as a source of the
+        calling model (lineage, docs, freshness) -#}
+    {%- set listing = source('lake', 'flow_files') -%}
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
@@ -10,7 +13,6 @@
     {%- set run_date = var('run_date', none) -%}
     {%- set run_date = validated_partition_date(run_date) if run_date else none -%}
     {%- set reload = validated_reload_dates() -%}
-    {%- set listing = source('lake', 'flow_files') -%}
     {#- asked of the catalog, not adapter.get_relation: dbt's relation cache lists tables and
         views only, so a foreign table (file_fdw) would always look missing -#}
     {%- set staged = run_query("select to_regclass(" ~ sql_string_literal(listing.include(database=false) | string) ~ ") is not null") -%}
@@ -30,7 +32,7 @@
     {%- endif -%}
     {%- set query -%}
         select distinct listed.dt::text
-        from {{ source('lake', 'flow_files') }} as listed
+        from {{ listing }} as listed
         {% if conditions %}where {{ conditions | join(' and ') }}{% endif %}
         order by 1
     {%- endset -%}

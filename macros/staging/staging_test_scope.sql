@@ -23,10 +23,15 @@
             them filter or union their rows, and a max taken through them would not come from
             the shards' indexes on loaded_at) -#}
         {%- set newest = [] -%}
+        {%- set shard_prefix = 'base_lake__flow_lines_shard_' -%}
         {%- for shard in range(staging_shard_count()) -%}
             {%- set staged = api.Relation.create(database=relation.database, schema=relation.schema,
-                                                 identifier='stg_lake__flow_lines_shard_' ~ shard) -%}
-            {%- do newest.append("(select max(latest.loaded_at) from " ~ staged ~ " as latest)") -%}
+                                                 identifier=shard_prefix ~ shard) -%}
+            {#- a shard's own test looks at its own newest load: the other shard may still be
+                being built (a shard that loaded nothing new tests its previous load again) -#}
+            {%- if not relation.identifier.startswith(shard_prefix) or relation.identifier == staged.identifier -%}
+                {%- do newest.append("(select max(latest.loaded_at) from " ~ staged ~ " as latest)") -%}
+            {%- endif -%}
         {%- endfor -%}
         {%- set where = "loaded_at = greatest(" ~ newest | join(", ") ~ ")" -%}
     {%- endif -%}

@@ -57,26 +57,26 @@ REPORT_MODULE = "traffic_anomalies.report"
 
 @dataclass(frozen=True)
 class Step:
-    """One dbt invocation. `{hour:02d}` in a selector is filled in for the per-hour steps."""
+    """One dbt invocation. `{hour:02d}` in the selector is filled in for the per-hour steps."""
 
     command: tuple[str, ...]
-    select: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    selector: str | None = None  # a selector of selectors.yml: the step's whole selection
     macro_args: Mapping[str, Any] | None = None  # run-operation only; lake_root is added
     require_nodes: bool = True  # an empty selection means a renamed model: fail loudly
     shared_target: bool = False  # write into target/ itself (docs) instead of a private dir
 
 
-# The one table of what each task asks dbt to do. Node names follow the models in models/.
+# The one table of what each task asks dbt to do. What each step selects lives in selectors.yml
+# (`dbt build --selector nightly_marts` from the command line does what BuildMarts does).
 STEPS: dict[str, Step] = {
     "StageLake": Step(("run-operation", "stage_external_sources"), macro_args={}),
-    "LoadSeeds": Step(("seed",), require_nodes=False),  # no seeds is a valid project
-    "BuildStaging": Step(("build",), select=("path:models/staging", "int_hourly_counts")),
-    "BuildPcaInput": Step(("build",), select=("int_pca_input", "int_pca_days", "int_pca_users")),
-    "PcaHour": Step(("build",), select=("int_pca_hour_{hour:02d}",)),
-    # The anomaly models after the per-hour PCA, the marts' history tables, then dim_runs
-    # (publishing the run) and the marts' views.
-    "BuildMarts": Step(("build",), select=("path:models/intermediate/anomalies", "path:models/marts")),
+    "LoadSeeds": Step(("seed",), selector="nightly_seeds"),
+    "BuildStaging": Step(("build",), selector="nightly_staging"),
+    "BuildPcaInput": Step(("build",), selector="nightly_pca_input"),
+    "PcaHour": Step(("build",), selector="nightly_pca_hour_{hour:02d}"),
+    # The 24 hours' outputs stacked, the anomaly models, the marts' history tables, then
+    # dim_runs (publishing the run) and the marts' views.
+    "BuildMarts": Step(("build",), selector="nightly_marts"),
     "GenerateDocs": Step(("docs", "generate"), require_nodes=False, shared_target=True),
 }
 
@@ -243,13 +243,14 @@ class DbtTask(NightlyTask):
         macro_args = None
         if step.macro_args is not None:
             macro_args = {"lake_root": self.vars()["lake_root"], **step.macro_args}
-        logger.info("%s: dbt %s started", self.run_label(), " ".join(step.command))
+        command = step.command
+        if step.selector:
+            command = (*command, "--selector", step.selector.format(**self.formats()))
+        logger.info("%s: dbt %s started", self.run_label(), " ".join(command))
         self.seed_partial_parse()
         result: DbtResult = run_dbt(
-            step.command,
+            command,
             target_path=self.target_path(),
-            select=[s.format(**self.formats()) for s in step.select],
-            exclude=[s.format(**self.formats()) for s in step.exclude],
             dbt_vars=self.vars(),
             macro_args=macro_args,
             require_nodes=step.require_nodes,

@@ -89,13 +89,17 @@ def workers(value: int | str) -> int:
 # --- dbt vars: the declaration and the rules ---------------------------------------------------
 
 
+PACKAGE_VAR_SCOPES = frozenset({"dbt_project_evaluator"})
+
+
 @functools.cache
 def declared_vars() -> dict[str, Any]:
     """Every dbt var with its default, as dbt_project.yml declares them (the one list)."""
     import yaml
 
     project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
-    return dict(project["vars"])
+    # a package's scope (dbt_project_evaluator's settings for a check) holds no var of ours
+    return {name: value for name, value in project["vars"].items() if name not in PACKAGE_VAR_SCOPES}
 
 
 def known_dbt_vars() -> frozenset[str]:

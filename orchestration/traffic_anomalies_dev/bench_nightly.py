@@ -205,8 +205,8 @@ def run(opts: Options) -> dict:
         "run": incremental,
         "share_of_full_run": round(incremental["wall_s"] / full["wall_s"], 3),
         "rows_written": {
-            # stg_lake__flow_lines is the union view of the staging shards: the shards write its rows
-            "stg_lake__flow_lines": sum(v for k, v in rows.items() if k.startswith("stg_lake__flow_lines_shard_")),
+            # base_lake__flow_lines is the union view of the staging shards: the shards write its rows
+            "base_lake__flow_lines": sum(v for k, v in rows.items() if k.startswith("base_lake__flow_lines_shard_")),
             **{k: rows.get(k) for k in ("int_hourly_counts", "int_pca_input")}},
         "recomputed": {
             "staging": "only the new lake partition: lake_dates_to_load lists the days not loaded yet, "

@@ -174,9 +174,9 @@ def explain_staging(schema: str, day: dt.date) -> dict:
     """EXPLAIN ANALYZE of the compiled staging select, for one lake day (nothing is written)."""
     # every shard compiles the same select (over its own days); shard 0's is measured
     compiled = next(run_root(schema).glob(
-        "*/BuildStaging/compiled/traffic_anomalies/models/staging/stg_lake__flow_lines_shard_0.sql"), None)
+        "*/BuildStaging/compiled/traffic_anomalies/models/staging/lake/base/base_lake__flow_lines_shard_0.sql"), None)
     if compiled is None:
-        return {"error": "compiled stg_lake__flow_lines_shard_0.sql not found"}
+        return {"error": "compiled base_lake__flow_lines_shard_0.sql not found"}
     sql = compiled.read_text()
     sql = re.sub(r"where dt in \([^)]*\)|where false", f"where dt = '{day.isoformat()}'::date", sql, count=1)
     # The planner settings the model's pre_hook makes (without them the plan is another one,

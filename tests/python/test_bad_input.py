@@ -190,7 +190,7 @@ def fuzzed(module_dbt_project, lake_dir_factory):
     files = build_lake(root)
     lake_vars = {"lake_root": str(root), "run_date": RUN_DATE.isoformat()}
     project.run("run-operation", "stage_external_sources", vars=lake_vars)
-    project.run("build", "--select", "path:models/staging", "int_hourly_counts", vars=lake_vars)
+    project.run("build", "--selector", "nightly_staging", vars=lake_vars)
     return project, root, files
 
 
@@ -199,7 +199,7 @@ def staged_lines(project) -> dict[tuple[str, str, int], tuple[str, str | None]]:
         (d.isoformat(), f, n): (status, reason)
         for d, f, n, status, reason in query(
             f"select dt, source_file, line_number, line_status, reject_reason "
-            f"from {project.relation('stg_lake__flow_lines')}")
+            f"from {project.relation('base_lake__flow_lines')}")
     }
 
 
@@ -278,9 +278,9 @@ def test_reconciliation_with_an_independent_line_count_passed(fuzzed):
 
 def test_a_future_partition_waits_for_its_date(fuzzed):
     project, root, files = fuzzed
-    table = project.relation("stg_lake__flow_lines")
+    table = project.relation("base_lake__flow_lines")
     assert query(f"select count(*) from {table} where dt > %s", (RUN_DATE,)) == [(0,)]
-    project.run("build", "--select", "path:models/staging", "int_hourly_counts",
+    project.run("build", "--selector", "nightly_staging",
                 vars={"lake_root": str(root), "run_date": FUTURE_DAY.isoformat()})
     future = [f for f in files if f.day == FUTURE_DAY]
     assert query(f"select count(*) from {table} where dt = %s", (FUTURE_DAY,)) == [
@@ -307,16 +307,16 @@ def test_a_file_that_cannot_be_read_at_all_fails_the_build_naming_it(dbt_project
     locked.chmod(0o000)  # the server's OS user cannot read it (we are root: the test can)
     lake_vars = {"lake_root": str(root), "run_date": day.isoformat()}
     dbt_project.run("run-operation", "stage_external_sources", vars=lake_vars)
-    failed = dbt_project.run("build", "--select", "path:models/staging", "int_hourly_counts",
+    failed = dbt_project.run("build", "--selector", "nightly_staging",
                              vars=lake_vars, check=False)
     assert failed.returncode != 0
     assert "lake files not read whole" in failed.stdout
     assert "dt=2017-01-10/part-0001.csv.gz" in failed.stdout and "dt=2017-01-10/part-0002.csv" in failed.stdout
     # Nothing of the failed load is visible.
-    assert query("select to_regclass(%s)", (f"{dbt_project.schema}.stg_lake__flow_lines",)) == [(None,)]
+    assert query("select to_regclass(%s)", (f"{dbt_project.schema}.base_lake__flow_lines",)) == [(None,)]
     # Once the delivery is fixed, the day loads.
     not_gzip.unlink()
     locked.chmod(0o644)
-    dbt_project.run("build", "--select", "path:models/staging", "int_hourly_counts", vars=lake_vars)
+    dbt_project.run("build", "--selector", "nightly_staging", vars=lake_vars)
     assert query(f"select count(*) from {dbt_project.relation('stg_flows')}") == [(21,)]
     assert os.access(locked, os.R_OK)

@@ -29,7 +29,7 @@ from test_nightly import LAKE_DAYS, LAKE_SEED, LAKE_USERS, RUN_DATE, Pipeline
 
 # (stage, the dbt step whose log shows it, the node whose start triggers the kill)
 STAGES = [
-    ("staging", "BuildStaging", "stg_lake__flow_lines_shard_"),
+    ("staging", "BuildStaging", "base_lake__flow_lines_shard_"),
     ("hourly counts", "BuildStaging", "int_hourly_counts"),
     ("PCA", "PcaHour_*", "int_pca_hour_"),
     ("marts", "BuildMarts", "fct_user_outliers"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VENV_BIN, query, server_readable_dir
+from conftest import VENV_BIN, connect, query, server_readable_dir
 
 # The generator's malformed kinds and the reason staging must give each.
 EXPECTED_REASONS = {
@@ -52,7 +52,7 @@ def staged(module_dbt_project, sample_lake):
     project = module_dbt_project
     lake_root = str(Path(sample_lake.out_dir).resolve())
     project.run("run-operation", "stage_external_sources", vars={"lake_root": lake_root})
-    project.run("build", "--select", "path:models/staging", "int_hourly_counts", vars={"lake_root": lake_root})
+    project.run("build", "--selector", "nightly_staging", vars={"lake_root": lake_root})
     return project, Path(lake_root)
 
 
@@ -117,19 +117,19 @@ def test_both_timestamp_forms_are_parsed(staged):
 def test_a_second_build_loads_nothing_twice(staged):
     project, lake = staged
     before = query(
-        f"select (select count(*) from {project.relation('stg_lake__flow_lines')}),"
+        f"select (select count(*) from {project.relation('base_lake__flow_lines')}),"
         f" (select sum(flow_count) from {project.relation('int_hourly_counts')})"
     )
-    project.run("build", "--select", "path:models/staging", "int_hourly_counts", vars={"lake_root": str(lake)})
+    project.run("build", "--selector", "nightly_staging", vars={"lake_root": str(lake)})
     after = query(
-        f"select (select count(*) from {project.relation('stg_lake__flow_lines')}),"
+        f"select (select count(*) from {project.relation('base_lake__flow_lines')}),"
         f" (select sum(flow_count) from {project.relation('int_hourly_counts')})"
     )
     assert before == after
 
 
 def test_the_staging_shards_split_the_days_and_are_built_at_once(staged):
-    """Each lake day lives in exactly one shard (day number modulo 2), stg_lake__flow_lines is
+    """Each lake day lives in exactly one shard (day number modulo 2), base_lake__flow_lines is
     their union, and dbt builds the two shards at the same time (one backend each)."""
     project, lake = staged
     days = sorted(p.name.removeprefix("dt=") for p in (lake / "flows").glob("dt=*"))
@@ -141,16 +141,37 @@ def test_the_staging_shards_split_the_days_and_are_built_at_once(staged):
         execute = next(t for t in result["timing"] if t["name"] == "execute")
         timing[name] = (datetime.fromisoformat(execute["started_at"].rstrip("Z")),
                         datetime.fromisoformat(execute["completed_at"].rstrip("Z")))
-    (start_0, end_0), (start_1, end_1) = timing["stg_lake__flow_lines_shard_0"], timing["stg_lake__flow_lines_shard_1"]
+    (start_0, end_0), (start_1, end_1) = timing["base_lake__flow_lines_shard_0"], timing["base_lake__flow_lines_shard_1"]
     assert start_0 < end_1 and start_1 < end_0, timing  # the two builds overlap
     by_shard = {}
     for shard in (0, 1):
-        rows = query(f"select dt::text, count(*) from {project.relation(f'stg_lake__flow_lines_shard_{shard}')} group by 1")
+        rows = query(f"select dt::text, count(*) from {project.relation(f'base_lake__flow_lines_shard_{shard}')} group by 1")
         by_shard[shard] = dict(rows)
         assert rows and all(datetime.fromisoformat(d).toordinal() % 2 == shard for d, _ in rows), (shard, rows)
     assert sorted([*by_shard[0], *by_shard[1]]) == days
-    union = dict(query(f"select dt::text, count(*) from {project.relation('stg_lake__flow_lines')} group by 1"))
+    union = dict(query(f"select dt::text, count(*) from {project.relation('base_lake__flow_lines')} group by 1"))
     assert union == {**by_shard[0], **by_shard[1]}
+
+
+def test_a_day_in_the_wrong_shard_fails_its_test(staged):
+    """days_of_shard: a row of a shard-0 day copied into shard 1 fails shard 1's test (naming
+    the failing rows), and only that one; removed again, the test passes."""
+    project, lake = staged
+    shard_0, shard_1 = (project.relation(f"base_lake__flow_lines_shard_{n}") for n in (0, 1))
+    scope = {"lake_root": str(lake), "staging_tests_scope": "all"}
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(f"insert into {shard_1} select * from {shard_0} where line_number = 1 limit 1")
+        assert cur.rowcount == 1
+    try:
+        failed = project.run("test", "--select", "test_name:days_of_shard", vars=scope, check=False)
+        assert failed.returncode != 0
+        assert "Failure in test days_of_shard_base_lake__flow_lines_shard_1_dt__1" in failed.stdout
+        assert "Got 1 result" in failed.stdout
+        assert "Failure in test days_of_shard_base_lake__flow_lines_shard_0" not in failed.stdout
+    finally:
+        with connect() as conn, conn.cursor() as cur:
+            cur.execute(f"delete from {shard_1} where mod((dt - date '0001-01-01') + 1, 2) <> 1")
+    project.run("test", "--select", "test_name:days_of_shard", vars=scope)
 
 
 @pytest.mark.parametrize(
@@ -224,3 +245,20 @@ def test_reconciliation_counts_only_the_days_it_checks_and_catches_a_missing_lin
         assert (day, name, counted) == (dt.date(2017, 1, 1), changed.name, staged + 1)
     finally:
         shutil.rmtree(lake, ignore_errors=True)
+
+
+def test_the_reject_reason_catalogue_is_the_staging_checks_list() -> None:
+    """seeds/lake/lake_reject_reasons.csv lists exactly the reasons the staging checks write
+    (macros/staging/flow_lines_shard_model.sql), in the order they are applied; the staging
+    models' reject_reason is tested against the seed, so a reason added to the checks without
+    the catalogue fails the build, and this test catches one dropped from the checks."""
+    from traffic_anomalies import PROJECT_DIR
+
+    checks = (PROJECT_DIR / "macros" / "staging" / "flow_lines_shard_model.sql").read_text()
+    written = [r for r in re.findall(r"then '([a-z0-9_]+)'", checks)
+               if r not in {"iso8601", "epoch", "rejected", "header"}]  # formats and line_status
+    with (PROJECT_DIR / "seeds" / "lake" / "lake_reject_reasons.csv").open(newline="") as f:
+        catalogue = sorted(csv.DictReader(f), key=lambda row: int(row["check_order"]))
+    assert [row["reject_reason"] for row in catalogue] == written
+    assert [int(row["check_order"]) for row in catalogue] == list(range(1, len(written) + 1))
+    assert all(row["description"].strip() for row in catalogue)

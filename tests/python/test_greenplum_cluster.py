@@ -173,7 +173,7 @@ def greenplum_run(cluster, gpfdist_env, nightly_reference, tmp_path_factory) -> 
     earlier_vars = {"gpfdist_url": url, "lake_root": str(nightly_reference.lake),
                     "run_date": (RUN_DATE - dt.timedelta(days=1)).isoformat()}
     earlier.run("run-operation", "stage_external_sources", vars=earlier_vars)
-    earlier.run("build", "--select", "path:models/staging", "int_hourly_counts", vars=earlier_vars)
+    earlier.run("build", "--selector", "nightly_staging", vars=earlier_vars)
     started = cluster.query("select clock_timestamp()")[0][0]
     ran = subprocess.run(
         [sys.executable, "-m", "traffic_anomalies.nightly", "nightly", "--date", RUN_DATE.isoformat(),
@@ -344,7 +344,7 @@ def test_bad_input_is_refused_as_on_postgresql(cluster, gpfdist_env, lake_dir_fa
     for path in folder.iterdir():
         path.chmod(0o644)
     lake_vars = {"lake_root": str(root), "run_date": "2017-01-10"}
-    select = ("--select", "path:models/staging", "int_hourly_counts")
+    select = ("--selector", "nightly_staging")
 
     dbt_project.run("run-operation", "stage_external_sources", vars=lake_vars)
     on_postgres = dbt_project.run("build", *select, vars=lake_vars, check=False)
@@ -361,8 +361,8 @@ def test_bad_input_is_refused_as_on_postgresql(cluster, gpfdist_env, lake_dir_fa
         assert "dt=2017-01-10/part-0001.csv.gz" in ran.stdout
         assert "dt=2017-01-10/part-0000.csv.gz" not in ran.stdout.split("not read whole", 1)[1][:400]
     # nothing of the failed load is visible on either engine
-    assert cluster.query("select to_regclass('ta_bad.stg_lake__flow_lines')") == [(None,)]
-    assert query("select to_regclass(%s)", (f"{dbt_project.schema}.stg_lake__flow_lines",)) == [(None,)]
+    assert cluster.query("select to_regclass('ta_bad.base_lake__flow_lines')") == [(None,)]
+    assert query("select to_regclass(%s)", (f"{dbt_project.schema}.base_lake__flow_lines",)) == [(None,)]
 
 
 def test_madlib_compat_matches_numpy_on_greenplum(cluster) -> None:

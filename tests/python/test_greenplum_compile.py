@@ -20,8 +20,8 @@ GPFDIST = "gpfdist://etl-host:8081"
 GREENPLUM = {"engine": "greenplum", "gpfdist_url": GPFDIST, "lake_root": "/srv/lake"}
 
 EXPECTED_DISTRIBUTION = {
-    "stg_lake__flow_lines_shard_0": 'distributed by ("dt", "source_file", "line_number")',
-    "stg_lake__flow_lines_shard_1": 'distributed by ("dt", "source_file", "line_number")',
+    "base_lake__flow_lines_shard_0": 'distributed by ("dt", "source_file", "line_number")',
+    "base_lake__flow_lines_shard_1": 'distributed by ("dt", "source_file", "line_number")',
     "int_hourly_counts": 'distributed by ("user_name")',
     "int_pca_input": 'distributed by ("col_id")',
     "int_pca_days": "distributed replicated",

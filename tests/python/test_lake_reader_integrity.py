@@ -73,11 +73,11 @@ def stage_and_build(project, root: Path, run_date: dt.date, check: bool = True):
     lake_vars = {"lake_root": str(root), "run_date": run_date.isoformat()}
     project.run("run-operation", "stage_external_sources", vars=lake_vars)
     # `run`: the refusal is the shard's post-hook, which runs without the tests (faster)
-    return project.run("run", "--select", "path:models/staging", "int_hourly_counts", vars=lake_vars, check=check)
+    return project.run("run", "--selector", "nightly_staging", vars=lake_vars, check=check)
 
 
 def rows_per_day(project) -> dict[dt.date, int]:
-    return dict(query(f"select dt, count(*) from {project.relation('stg_lake__flow_lines')} group by dt"))
+    return dict(query(f"select dt, count(*) from {project.relation('base_lake__flow_lines')} group by dt"))
 
 
 def flows_per_day(project) -> dict[dt.date, int]:
@@ -144,7 +144,7 @@ def test_a_file_that_changes_while_it_is_read_keeps_its_day_out(dbt_project, lak
     assert failed.returncode != 0
     line = next(line for line in failed.stdout.splitlines() if "lake files not read whole" in line)
     assert f"dt={day.isoformat()}/part-0000.csv (the file changed while it was read" in line
-    assert query("select to_regclass(%s)", (f"{dbt_project.schema}.stg_lake__flow_lines",)) == [(None,)]
+    assert query("select to_regclass(%s)", (f"{dbt_project.schema}.base_lake__flow_lines",)) == [(None,)]
 
     stage_and_build(dbt_project, root, day)  # the delivery is complete now: it loads whole
     lines = path.read_bytes().count(b"\n")

@@ -1,6 +1,6 @@
 {{ config(materialized='table') }}
 
-{#- The 24 per-hour principal-component tables in one: every kept component of every hour,
+{#- The principal components of the 24 hours (int_pca_hourly_components): every kept component of every hour,
     its spread, its share of the hour's variance and its loadings over users.
     A component's sign is arbitrary (MADlib's comes from a random Lanczos start vector and
     changes from run to run), so each one is oriented here, before anything reads it: its
@@ -12,7 +12,13 @@ with
 
 components as (
 
-    {{ union_pca_hour_tables('', ["row_id as component_rank", "std_dev", "proportion", "principal_components"]) }}
+    select
+        hour_of_day,
+        component_rank,
+        std_dev,
+        proportion,
+        principal_components
+    from {{ ref('int_pca_hourly_components') }}
 
 ),
 

@@ -1,6 +1,6 @@
 {{ config(materialized='table') }}
 
-{#- The 24 projection tables written by pca_sparse_project, one row per (hour, day,
+{#- The projections of the 24 hours (int_pca_hourly_projections), one row per (hour, day,
     component): the coordinate of the day's centred flow counts along the component, in the
     orientation int_pca_components gives the component. -#}
 
@@ -8,7 +8,11 @@ with
 
 projection_rows as (
 
-    {{ union_pca_hour_tables('_projection', ["row_id as day_index", "row_vec"]) }}
+    select
+        hour_of_day,
+        day_index,
+        row_vec
+    from {{ ref('int_pca_hourly_projections') }}
 
 ),
 

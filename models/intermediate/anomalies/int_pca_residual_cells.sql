@@ -5,14 +5,18 @@
     )
 }}
 
-{#- The 24 residual tables written by pca_sparse_project, one row per (hour, day, user): the
+{#- The residuals of the 24 hours (int_pca_hourly_residuals), one row per (hour, day, user): the
     day's centred flow count minus its projection on the hour's kept components. -#}
 
 with
 
 residual_rows as (
 
-    {{ union_pca_hour_tables('_residual', ["row_id as day_index", "row_vec"]) }}
+    select
+        hour_of_day,
+        day_index,
+        row_vec
+    from {{ ref('int_pca_hourly_residuals') }}
 
 ),
 

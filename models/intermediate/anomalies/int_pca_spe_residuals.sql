@@ -33,7 +33,10 @@ counts as (
 
 mean_rows as (
 
-    {{ union_pca_hour_tables('_mean', ["column_mean"]) }}
+    select
+        hour_of_day,
+        column_mean
+    from {{ ref('int_pca_hourly_means') }}
 
 ),
 

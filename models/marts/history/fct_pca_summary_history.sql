@@ -5,17 +5,24 @@ with
 
 training as (
 
-    {{ union_pca_hour_tables('_summary', [
-        "rows_used", '"exec_time (ms)" as train_time_ms', "recon_error", "relative_recon_error",
-    ]) }}
+    select
+        hour_of_day,
+        rows_used,
+        train_time_ms,
+        recon_error,
+        relative_recon_error
+    from {{ ref('int_pca_hourly_train_summaries') }}
 
 ),
 
 projection as (
 
-    {{ union_pca_hour_tables('_projection_summary', [
-        "exec_time as project_time_ms", "residual_norm", "relative_residual_norm",
-    ]) }}
+    select
+        hour_of_day,
+        project_time_ms,
+        residual_norm,
+        relative_residual_norm
+    from {{ ref('int_pca_hourly_projection_summaries') }}
 
 ),
 

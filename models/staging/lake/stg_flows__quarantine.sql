@@ -14,7 +14,7 @@ lines as (
         reject_reason,
         rejected_line,
         loaded_at
-    from {{ ref('stg_lake__flow_lines') }}
+    from {{ ref('base_lake__flow_lines') }}
 
 )
 

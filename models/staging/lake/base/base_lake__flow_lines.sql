@@ -25,7 +25,7 @@ shard_0 as (
         protocol,
         bytes,
         loaded_at
-    from {{ ref('stg_lake__flow_lines_shard_0') }}
+    from {{ ref('base_lake__flow_lines_shard_0') }}
 
 ),
 
@@ -49,7 +49,7 @@ shard_1 as (
         protocol,
         bytes,
         loaded_at
-    from {{ ref('stg_lake__flow_lines_shard_1') }}
+    from {{ ref('base_lake__flow_lines_shard_1') }}
 
 ),
 

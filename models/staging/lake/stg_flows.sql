@@ -1,6 +1,6 @@
 {{ config(materialized='view') }}
 
-{#- Valid flows, typed: the lake lines that passed every check (see stg_lake__flow_lines). -#}
+{#- Valid flows, typed: the lake lines that passed every check (see base_lake__flow_lines). -#}
 
 with
 
@@ -22,7 +22,7 @@ lines as (
         protocol,
         bytes,
         loaded_at
-    from {{ ref('stg_lake__flow_lines') }}
+    from {{ ref('base_lake__flow_lines') }}
 
 )
 
