@@ -251,11 +251,10 @@ _main_pid: int | None = None
 def _on_signal(signum: int, _frame: Any) -> None:
     for other in (signal.SIGINT, signal.SIGTERM):
         signal.signal(other, signal.SIG_IGN)  # cleaning up now: not twice
-    if dbt_runner.in_dbt_child():
-        raise KeyboardInterrupt  # dbt's own Ctrl-C handling: it cancels its running queries
-    dbt_runner.stop_children()  # the dbt this process started, stopped and reaped
-    if os.getpid() != _main_pid:
+    if os.getpid() != _main_pid and not dbt_runner.running():
         os._exit(128 + signum)  # a Luigi worker process: the main process reports
+    # In dbt, the interrupt is dbt's own Ctrl-C: it cancels its running queries first (a
+    # worker process then ends with 128 + signum, see tasks.DbtTask.work).
     raise Interrupted(signum)
 
 
@@ -318,15 +317,11 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
             print(f"--force: forgot {cleared} finished steps of schema {schema}; starting from the beginning",
                   file=sys.stderr)
         print(f"{label}: schema {schema}, {scheduler_text}, {args.workers} workers", file=sys.stderr)
-        can_fork = dbt_runner.can_fork()  # no warm-up where steps could not be forked anyway
         for date in dates:
             task = tasks.nightly_run(date, lake_root=lake_root, dbt_vars=args.vars, run_id=new_run_id(date))
             _log_luigi_to(tasks.DbtTask.run_root() / date.isoformat() / "luigi.log")
-            if can_fork and not task.complete():
-                # Before Luigi forks its workers, for each date (its vars differ): every dbt
-                # step is then a fork of a process that has dbt imported and this date's
-                # project parsed (see dbt.py), ~5 s less a step.
-                tasks.warm_up_dbt(task)
+            if not task.complete():
+                tasks.parse_project(task)  # for each date: its vars differ
             outcomes.append(build_date(task, args.workers, scheduler))
             if outcomes[-1].code != 0:
                 break  # later dates build on this one (incremental counts, PCA window)
