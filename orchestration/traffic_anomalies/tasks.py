@@ -287,10 +287,9 @@ class DbtTask(NightlyTask):
 
 def parse_project(run: "NightlyRun") -> None:
     """Parse the project once in this process before Luigi starts its workers: they inherit
-    the manifest and every step runs on it instead of parsing again (see dbt.py). The target
-    path is the same every night, so dbt's partial parsing keeps the next night's parse short."""
+    the manifest and every step runs on it instead of parsing again (see dbt.py)."""
     step = run.clone(StageLake)
-    target = step.run_root() / "parse"
+    target = step.run_root() / run.date.isoformat() / "Parse"  # pruned with the night's logs
     if not parse_dbt_project(target_path=target, dbt_vars=step.vars()):
         logger.warning("dbt parse failed before the run (log %s); the steps will report it", target / "dbt.out")
 
