@@ -273,10 +273,11 @@ class DbtTask(NightlyTask):
             self.status(f"dbt failed ({', '.join(exc.failed_nodes) or 'see the log'}); log {log}")
             raise
         except KeyboardInterrupt as stop:
-            # dbt has cancelled its queries. A Luigi worker process of its own ends as the
-            # signal would end it (the main process reports the interrupt).
+            # dbt has cancelled its queries. In a Luigi worker process of its own the task ends
+            # here (the main process reports the interrupt); an exit, not an interrupt, so that
+            # the process ends quietly and releases its semaphores.
             if multiprocessing.parent_process() is not None:
-                os._exit(128 + getattr(stop, "signum", signal.SIGINT))
+                raise SystemExit(128 + getattr(stop, "signum", signal.SIGINT)) from None
             raise
         warned = sum(1 for n in result.nodes if n.status == "warn")
         self.status(f"done in {result.elapsed:.1f} s: {len(result.nodes)} nodes"
