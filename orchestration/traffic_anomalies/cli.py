@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from traffic_anomalies import localdb
 
 # Sub-command -> the module that defines it (add_parser(subparsers) sets `func`). Only the
-# module of the command being run is imported: `db status` does not pay for dbt or luigi, and
-# `nightly` does not import numpy (the lake generator's), whose BLAS thread pool would keep
-# the nightly from forking its warm dbt steps (see dbt.can_fork). The development tooling
-# (sample lakes, demo, evaluation, benchmarks) lives in the sibling package traffic_anomalies_dev.
+# module of the command being run is imported: `db status` does not pay for dbt or luigi. The
+# development tooling (sample lakes, demo, evaluation, benchmarks) lives in the sibling package
+# traffic_anomalies_dev.
 COMMAND_MODULES: dict[str, str] = {
     "lake": "traffic_anomalies_dev.lake",
     "demo": "traffic_anomalies_dev.demo",

@@ -248,22 +248,55 @@ class Interrupted(KeyboardInterrupt):
 _main_pid: int | None = None
 
 
+_pending_signal: int | None = None
+# Seconds after which the main process raises the interrupt again if it was lost.
+REPEAT_INTERRUPT_S = 3.0
+
+
 def _on_signal(signum: int, _frame: Any) -> None:
-    for other in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(other, signal.SIG_IGN)  # cleaning up now: not twice
-    if dbt_runner.in_dbt_child():
-        raise KeyboardInterrupt  # dbt's own Ctrl-C handling: it cancels its running queries
-    dbt_runner.stop_children()  # the dbt this process started, stopped and reaped
-    if os.getpid() != _main_pid:
-        os._exit(128 + signum)  # a Luigi worker process: the main process reports
-    raise Interrupted(signum)
+    global _pending_signal
+    if os.getpid() != _main_pid:  # a Luigi worker process: the main process reports
+        for other in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(other, signal.SIG_IGN)  # cleaning up now: not twice
+        if not dbt_runner.running():
+            os._exit(128 + signum)
+        # In dbt, the interrupt is dbt's own Ctrl-C: it cancels its running queries first
+        # (the worker then ends with 128 + signum, see tasks.DbtTask.work).
+        raise Interrupted(signum)
+    # The main process: the exception unwinds luigi.build to run_dates. Raised in a callback
+    # that swallows exceptions (the at-fork hooks run as Luigi starts a worker process), it
+    # would be lost: SIGALRM raises it again until run_dates has it (and _unraisable keeps
+    # Python from printing the lost one).
+    _pending_signal = _pending_signal or signum
+    signal.setitimer(signal.ITIMER_REAL, REPEAT_INTERRUPT_S)
+    raise Interrupted(_pending_signal)
+
+
+def _on_alarm(_signum: int, _frame: Any) -> None:
+    if _pending_signal is not None:
+        signal.setitimer(signal.ITIMER_REAL, REPEAT_INTERRUPT_S)
+        raise Interrupted(_pending_signal)
+
+
+def _unraisable(unraisable: Any) -> None:
+    if not isinstance(unraisable.exc_value, Interrupted):  # an Interrupted is raised again
+        sys.__unraisablehook__(unraisable)
 
 
 def _catch_signals() -> None:
-    global _main_pid
-    _main_pid = os.getpid()
+    global _main_pid, _pending_signal
+    _main_pid, _pending_signal = os.getpid(), None
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _on_signal)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    sys.unraisablehook = _unraisable
+
+
+def _ignore_signals(handler: Any = signal.SIG_IGN) -> None:
+    """While cleaning up after an interrupt (not twice), and after the run (SIG_DFL)."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
+        signal.signal(signum, handler)
 
 
 def _stop_workers(timeout_s: float = 60.0) -> None:
@@ -318,19 +351,16 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
             print(f"--force: forgot {cleared} finished steps of schema {schema}; starting from the beginning",
                   file=sys.stderr)
         print(f"{label}: schema {schema}, {scheduler_text}, {args.workers} workers", file=sys.stderr)
-        can_fork = dbt_runner.can_fork()  # no warm-up where steps could not be forked anyway
         for date in dates:
             task = tasks.nightly_run(date, lake_root=lake_root, dbt_vars=args.vars, run_id=new_run_id(date))
             _log_luigi_to(tasks.DbtTask.run_root() / date.isoformat() / "luigi.log")
-            if can_fork and not task.complete():
-                # Before Luigi forks its workers, for each date (its vars differ): every dbt
-                # step is then a fork of a process that has dbt imported and this date's
-                # project parsed (see dbt.py), ~5 s less a step.
-                tasks.warm_up_dbt(task)
+            if not task.complete():
+                tasks.parse_project(task)  # for each date: its vars differ
             outcomes.append(build_date(task, args.workers, scheduler))
             if outcomes[-1].code != 0:
                 break  # later dates build on this one (incremental counts, PCA window)
     except Interrupted as exc:
+        _ignore_signals()
         _stop_workers()
         outcomes.append(Outcome(date=dates[len(outcomes)] if len(outcomes) < len(dates) else dates[-1],
                                 code=128 + exc.signum, interrupted=str(exc)))
@@ -343,9 +373,8 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
         traceback.print_exc()
         return codes.unhandled_exception or 1
     finally:
+        _ignore_signals(signal.SIG_DFL)
         lock.release()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_DFL)
         prune_artifacts(tasks.DbtTask.run_root(), keep=getattr(args, "keep_nights", DEFAULT_KEEP_NIGHTS),
                         current={d.isoformat() for d in dates})
     try:

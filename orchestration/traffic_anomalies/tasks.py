@@ -11,8 +11,11 @@ complete, and its row is newer than theirs (make's rule). So a rerun after a cra
 exactly the missing steps, a run for another date makes the next run of this one start over,
 and whatever was rebuilt upstream is rebuilt downstream too.
 
-Task ids carry the database, the target schema and the project directory: runs of two schemas
-or two checkouts on one central scheduler never share task state.
+Task ids carry the database, the target schema, the lake and the project directory: runs of two
+schemas or two checkouts on one central scheduler never share task state, and the scheduler's
+pages say what each run is. Each hour of the PCA is a task family of its own (PcaHour_07), so
+the scheduler's graph names them. A running dbt task shows its command and log path as its
+status message (the log as its tracking URL), then what it did.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import importlib.util
 import inspect
 import json
 import logging
+import multiprocessing
 import os
-import shutil
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,12 +50,11 @@ from luigi.configuration.cfg_parser import LuigiConfigParser  # noqa: E402
 
 from traffic_anomalies import runstate  # noqa: E402
 from traffic_anomalies.dbt import DbtError, DbtResult, run_dbt  # noqa: E402
-from traffic_anomalies.dbt import warm_up as dbt_warm_up  # noqa: E402
+from traffic_anomalies.dbt import parse_project as parse_dbt_project  # noqa: E402
 
 logger = logging.getLogger("traffic_anomalies.nightly")
 
 HOURS = range(24)
-PARTIAL_PARSE = "partial_parse.msgpack"
 REPORT_MODULE = "traffic_anomalies.report"
 
 
@@ -130,8 +133,9 @@ class NightlyTask(luigi.Task):
     database: str = luigi.Parameter(default="")
     schema: str = luigi.Parameter(default="")
     project: str = luigi.Parameter(default="")
+    # The lake read: part of the id too, so the scheduler's pages say which lake a run reads.
+    lake_root: str | None = luigi.OptionalParameter(default=None)
     # Not part of the task id (the id names the work, the fingerprint checks how it was done).
-    lake_root: str | None = luigi.OptionalParameter(default=None, significant=False)
     dbt_vars: Mapping[str, Any] = luigi.DictParameter(default={}, significant=False)
     # The attempt: the mart rows it writes carry it (dbt var run_id); not an input of the work.
     run_id: str | None = luigi.OptionalParameter(default=None, significant=False)
@@ -169,7 +173,7 @@ class NightlyTask(luigi.Task):
         # Only now, with dbt's work committed, is the task done.
         target.write(
             task_id=self.task_id,
-            task_family=self.task_family,
+            task_family=getattr(self, "step_name", self.task_family),  # PcaHour for each hour's class
             run_date=self.date,
             run_id=self.run_id,
             elapsed_s=time.monotonic() - started,
@@ -218,6 +222,7 @@ class DbtTask(NightlyTask):
     """A task whose work is the dbt step of the same name in STEPS."""
 
     step_name: ClassVar[str]
+    project_dir: ClassVar[Path] = PROJECT_DIR
 
     @property
     def step(self) -> Step:
@@ -238,6 +243,11 @@ class DbtTask(NightlyTask):
     def formats(self) -> dict[str, Any]:
         return {}
 
+    def status(self, message: str) -> None:
+        """What the scheduler's page shows for the task (set only while a worker runs it)."""
+        if self.set_status_message:
+            self.set_status_message(message)
+
     def work(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         step = self.step
         macro_args = None
@@ -246,59 +256,43 @@ class DbtTask(NightlyTask):
         command = step.command
         if step.selector:
             command = (*command, "--selector", step.selector.format(**self.formats()))
+        log = self.target_path() / "dbt.out"
         logger.info("%s: dbt %s started", self.run_label(), " ".join(command))
-        self.seed_partial_parse()
-        result: DbtResult = run_dbt(
-            command,
-            target_path=self.target_path(),
-            dbt_vars=self.vars(),
-            macro_args=macro_args,
-            require_nodes=step.require_nodes,
-        )
-        logger.info(
-            "%s: done in %.1fs (%d nodes, log %s)",
-            self.run_label(), result.elapsed, len(result.nodes), result.log_file,
-        )
-        self.keep_partial_parse()
+        self.status(f"dbt {' '.join(command)} running; log {log}")
+        if self.set_tracking_url:
+            self.set_tracking_url(log.as_uri())
+        try:
+            result: DbtResult = run_dbt(
+                command,
+                target_path=self.target_path(),
+                dbt_vars=self.vars(),
+                macro_args=macro_args,
+                project_dir=self.project_dir,
+                require_nodes=step.require_nodes,
+            )
+        except DbtError as exc:
+            self.status(f"dbt failed ({', '.join(exc.failed_nodes) or 'see the log'}); log {log}")
+            raise
+        except KeyboardInterrupt as stop:
+            # dbt has cancelled its queries. In a Luigi worker process of its own the task ends
+            # here (the main process reports the interrupt); an exit, not an interrupt, so that
+            # the process ends quietly and releases its semaphores.
+            if multiprocessing.parent_process() is not None:
+                raise SystemExit(128 + getattr(stop, "signum", signal.SIGINT)) from None
+            raise
+        warned = sum(1 for n in result.nodes if n.status == "warn")
+        self.status(f"done in {result.elapsed:.1f} s: {len(result.nodes)} nodes"
+                    + (f", {warned} tests warned" if warned else "") + f"; log {log}")
+        logger.info("%s: done in %.1fs (%d nodes, log %s)", self.run_label(), result.elapsed, len(result.nodes), log)
         return [n.to_json() for n in result.nodes], {"target_path": str(result.target_path)}
 
-    # Private target paths would make every invocation parse the whole project again (~1-2 s
-    # each, 30 times a night). dbt's partial-parse file is shared between steps instead; dbt
-    # itself checks it against the project files, vars and profile and reparses when stale.
-    def seed_partial_parse(self) -> None:
-        self.seed_partial_parse_into(self.target_path())
 
-    def keep_partial_parse(self) -> None:
-        self.keep_partial_parse_from(self.target_path())
-
-    def seed_partial_parse_into(self, target_path: Path) -> None:
-        shared = self.run_root() / PARTIAL_PARSE
-        own = target_path / PARTIAL_PARSE
-        if shared.exists() and not own.exists():
-            own.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shared, own)
-
-    def keep_partial_parse_from(self, target_path: Path) -> None:
-        own = target_path / PARTIAL_PARSE
-        if own.exists():
-            staged = self.run_root() / f"{PARTIAL_PARSE}.{os.getpid()}"
-            shutil.copyfile(own, staged)
-            os.replace(staged, self.run_root() / PARTIAL_PARSE)  # atomic for parallel readers
-            own.unlink()  # ~2 MB a step, 30 steps a night: the shared copy is the one kept
-
-
-def warm_up_dbt(run: "NightlyRun") -> None:
-    """Parse the project once in this process before Luigi forks its workers (see dbt.py).
-
-    The partial-parse file it leaves becomes the run's shared one, so the first steps start
-    from it too.
-    """
+def parse_project(run: "NightlyRun") -> None:
+    """Parse the project once in this process before Luigi starts its workers: they inherit
+    the manifest and every step runs on it instead of parsing again (see dbt.py)."""
     step = run.clone(StageLake)
-    target = step.run_root() / run.date.isoformat() / "Parse"
-    step.seed_partial_parse_into(target)
-    if dbt_warm_up(target_path=target, dbt_vars=step.vars()):
-        step.keep_partial_parse_from(target)
-    else:
+    target = step.run_root() / run.date.isoformat() / "Parse"  # pruned with the night's logs
+    if not parse_dbt_project(target_path=target, dbt_vars=step.vars()):
         logger.warning("dbt parse failed before the run (log %s); the steps will report it", target / "dbt.out")
 
 
@@ -328,6 +322,9 @@ class BuildPcaInput(DbtTask):
 
 
 class PcaHour(DbtTask):
+    """The PCA of one hour of the day; each hour is a class of its own (PCA_HOURS), so the
+    scheduler's graph shows 24 named nodes instead of 24 overlapping "PcaHour"."""
+
     step_name = "PcaHour"
     hour: int = luigi.IntParameter()
 
@@ -344,11 +341,18 @@ class PcaHour(DbtTask):
         return {"hour": self.hour}
 
 
+# PcaHour_00 … PcaHour_23: module attributes, so Luigi finds each family by its name.
+PCA_HOURS: dict[int, type[PcaHour]] = {}
+for _hour in HOURS:
+    PCA_HOURS[_hour] = globals()[f"PcaHour_{_hour:02d}"] = type(
+        f"PcaHour_{_hour:02d}", (PcaHour,), {"__module__": __name__, "__doc__": f"The PCA of hour {_hour:02d}."})
+
+
 class BuildMarts(DbtTask):
     step_name = "BuildMarts"
 
     def requires(self) -> list[luigi.Task]:
-        return [self.clone(PcaHour, hour=hour) for hour in HOURS]
+        return [self.clone(PCA_HOURS[hour], hour=hour) for hour in HOURS]
 
 
 class GenerateDocs(DbtTask):
@@ -381,7 +385,7 @@ class NightlyRun(luigi.WrapperTask):
     database: str = luigi.Parameter(default="")
     schema: str = luigi.Parameter(default="")
     project: str = luigi.Parameter(default="")
-    lake_root: str | None = luigi.OptionalParameter(default=None, significant=False)
+    lake_root: str | None = luigi.OptionalParameter(default=None)
     dbt_vars: Mapping[str, Any] = luigi.DictParameter(default={}, significant=False)
     run_id: str | None = luigi.OptionalParameter(default=None, significant=False)
     lake_files: str | None = luigi.OptionalParameter(default=None, significant=False)
@@ -403,6 +407,7 @@ def nightly_run(date: dt.date, *, lake_root: str | None = None, dbt_vars: Mappin
                 run_id: str | None = None) -> NightlyRun:
     """The run for a date in this process's database, schema and project; the lake files are
     listed once here, for every step's fingerprint."""
-    lake_files = lake_files_digest(lake_root or default_lake_root(), date)
+    lake_root = lake_root or default_lake_root()
+    lake_files = lake_files_digest(lake_root, date)
     return NightlyRun(date=date, lake_root=lake_root, dbt_vars=dict(dbt_vars or {}), run_id=run_id,
                       lake_files=lake_files, **identity())

@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-from traffic_anomalies import PROJECT_DIR, localdb
+from traffic_anomalies import PROJECT_DIR, localdb, nightly
 
 
 def last_lake_day(lake: Path) -> dt.date:
@@ -42,9 +41,7 @@ def _demo_command(args: argparse.Namespace) -> int:
         return 2
     date = last_lake_day(lake)
     argv = ["nightly", "--date", date.isoformat(), "--lake", str(lake), "--workers", str(args.workers)]
-    # A process of its own: this one has imported numpy for the lake generator, and a process
-    # with a BLAS thread pool does not fork its dbt steps (see dbt.can_fork).
-    code = subprocess.call([sys.executable, "-m", "traffic_anomalies.nightly", *argv])
+    code = nightly.main(argv)
     report = PROJECT_DIR / "target" / "report" / date.isoformat() / "index.html"
     print(json.dumps({"lake": str(lake), "run_date": date.isoformat(), "exit_code": code,
                       "report": str(report) if report.exists() else None}))

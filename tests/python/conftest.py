@@ -67,34 +67,32 @@ def query(sql: str, params: tuple = ()) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
-# The warm launcher: dbt imported once, then one forked child per command (reads JSON lines
-# {"args", "env"} on stdin, answers {"code", "out"} on stdout).
+# The warm launcher: dbt imported once, then each command through dbt's programmatic runner in
+# that process, one after the other (reads JSON lines {"args", "env"} on stdin, answers
+# {"code", "out"} on stdout: the CLI's exit status and console text).
 _LAUNCHER = """
-import json, sys, tempfile
-from pathlib import Path
-from traffic_anomalies import PROJECT_DIR, dbt
-dbt.preload()
-# One parse of the project here compiles every macro once for all the forked commands (each
-# would compile the ones it uses); its manifest serves only a command with the same vars and
-# environment, which the tests' commands (a schema of their own each) never have.
-with tempfile.TemporaryDirectory() as warm_target:
-    dbt.warm_up(target_path=Path(warm_target))
+import json, os, sys
+from dbt.cli.main import dbtRunner
 for line in sys.stdin:
     request = json.loads(line)
-    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out:
-        code = dbt._run_forked(request["args"], cwd=PROJECT_DIR, env=request["env"], out=out)
-        out.seek(0)
-        reply = {"code": code, "out": out.read()}
-    sys.stdout.write(json.dumps(reply) + "\\n")
+    os.environ.clear()
+    os.environ.update(request["env"])
+    out = []
+    console = lambda event: out.append(event.info.msg) if event.info.level in ("info", "warn", "error") else None
+    result = dbtRunner(callbacks=[console]).invoke([*request["args"], "--log-level", "none"])
+    if result.exception is not None:
+        out.append(f"Error: {result.exception}")
+    code = 0 if result.success else 1 if result.exception is None else 2
+    sys.stdout.write(json.dumps({"code": code, "out": "\\n".join(out) + "\\n"}) + "\\n")
     sys.stdout.flush()
 """
 
 
 class WarmDbt:
-    """dbt commands for the tests as forks of one process that has imported dbt, the way the
-    nightly runs its steps (traffic_anomalies.dbt): the same CLI, exit codes and output
-    (stdout and stderr together), without ~2.5 s of imports per command. TA_DBT_SUBPROCESS=1
-    starts the `dbt` CLI for each command instead."""
+    """dbt commands for the tests in one process that has imported dbt, through dbt's runner as
+    the nightly runs its steps (traffic_anomalies.dbt): the CLI's exit codes and console text,
+    without ~2.5 s of imports per command. TA_DBT_SUBPROCESS=1 starts the `dbt` CLI for each
+    command instead."""
 
     _instance: WarmDbt | None = None
 
@@ -104,9 +102,7 @@ class WarmDbt:
 
     @staticmethod
     def usable() -> bool:
-        from traffic_anomalies import dbt
-
-        return not dbt.subprocess_only()
+        return os.environ.get("TA_DBT_SUBPROCESS", "") in ("", "0")
 
     @classmethod
     def get(cls) -> WarmDbt:

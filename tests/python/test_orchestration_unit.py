@@ -27,12 +27,11 @@ from typing import Any
 
 import pytest
 
-from conftest import in_clean_process
+from conftest import query
 from traffic_anomalies import PROJECT_DIR
 from traffic_anomalies import tasks  # before luigi: points Luigi at the project's luigi.cfg
 from traffic_anomalies import nightly, runstate
-from traffic_anomalies import dbt as dbt_runner
-from traffic_anomalies.dbt import DbtError, parse_run_results, run_dbt
+from traffic_anomalies.dbt import DbtError, run_dbt
 
 import luigi  # noqa: E402
 import luigi.execution_summary  # noqa: E402
@@ -105,26 +104,7 @@ def tiny_project(tmp_path: Path) -> Path:
     return tmp_path / "tiny"
 
 
-@pytest.fixture(params=["subprocess", pytest.param("fork", marks=pytest.mark.clean_process)])
-def dbt_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways run_dbt gets a process for dbt: a new `dbt` CLI, or a fork of a warm process.
-
-    The fork variants run in a clean pytest process (conftest's `clean_process`): once any test
-    has run dbt in-process (its Rust static parser starts native threads), run_dbt rightly
-    refuses to fork from that process, so in the suite's own process they could only skip."""
-    if request.param == "fork":
-        if not in_clean_process():
-            return request.param  # the test's outcome is the clean process's (conftest)
-        assert not dbt_runner.native_threads(), "a clean process must not hold native threads"
-        dbt_runner.preload()
-        monkeypatch.setenv("TA_DBT_SUBPROCESS", "0")
-    else:
-        monkeypatch.setenv("TA_DBT_SUBPROCESS", "1")
-    assert dbt_runner.use_fork() == (request.param == "fork")
-    return request.param
-
-
-def test_dbt_model_succeeds_and_results_are_parsed(tiny_project: Path, schema: str, dbt_process: str) -> None:
+def test_dbt_model_succeeds_and_results_are_parsed(tiny_project: Path, schema: str) -> None:
     result = run_dbt(
         ["run"], select=["good"], dbt_vars={"run_date": "2024-01-02"},
         target_path=tiny_project / "t_ok", project_dir=tiny_project,
@@ -135,13 +115,12 @@ def test_dbt_model_succeeds_and_results_are_parsed(tiny_project: Path, schema: s
     assert node.relation_name.endswith(f'"{schema}"."good"')
     assert node.execution_time > 0
     assert result.returncode == 0 and result.log_file.exists()
-    # The helper's result is what run_results.json says, written into the per-invocation path.
-    assert parse_run_results(tiny_project / "t_ok" / "run_results.json") == result.nodes
-    run_args = json.loads((tiny_project / "t_ok" / "run_results.json").read_text())["args"]
-    assert run_args["vars"] == {"run_date": "2024-01-02"}
+    # The vars reached the model; the debug log is in the invocation's own path.
+    assert query(f'select count(*), min(run_date)::text from "{schema}".good') == [(5, "2024-01-02")]
+    assert "Began running node model.tiny.good" in (tiny_project / "t_ok" / "dbt.log").read_text()
 
 
-def test_dbt_failing_model_raises_with_dbt_message(tiny_project: Path, schema: str, dbt_process: str) -> None:
+def test_dbt_failing_model_raises_with_dbt_message(tiny_project: Path, schema: str) -> None:
     with pytest.raises(DbtError) as caught:
         run_dbt(["run"], select=["good", "broken"], dbt_vars={"run_date": "2024-01-02"},
                 target_path=tiny_project / "t_bad", project_dir=tiny_project)
@@ -163,7 +142,7 @@ def test_dbt_failing_test_raises_naming_the_test(tiny_project: Path, schema: str
     assert passed == {"good", "not_null_good_id"}
 
 
-def test_dbt_run_operation_error_carries_dbt_output(tiny_project: Path, schema: str, dbt_process: str) -> None:
+def test_dbt_run_operation_error_carries_dbt_output(tiny_project: Path, schema: str) -> None:
     with pytest.raises(DbtError) as caught:
         run_dbt(["run-operation", "fail_on_purpose"], macro_args={"reason": "unit test"},
                 target_path=tiny_project / "t_op", project_dir=tiny_project)
@@ -171,7 +150,7 @@ def test_dbt_run_operation_error_carries_dbt_output(tiny_project: Path, schema: 
     assert caught.value.failed_nodes == ("fail_on_purpose",)
 
 
-def test_dbt_usage_error_exits_2_with_clicks_message(tiny_project: Path, schema: str, dbt_process: str) -> None:
+def test_dbt_usage_error_exits_2_with_clicks_message(tiny_project: Path, schema: str) -> None:
     with pytest.raises(DbtError) as caught:
         run_dbt(["run", "--no-such-option"], target_path=tiny_project / "t_usage", project_dir=tiny_project)
     assert caught.value.result.returncode == 2  # dbt's status for an error outside the nodes
@@ -179,35 +158,31 @@ def test_dbt_usage_error_exits_2_with_clicks_message(tiny_project: Path, schema:
     assert caught.value.result.nodes == ()
 
 
-@pytest.mark.clean_process
-def test_forked_dbt_output_is_written_once_and_the_parent_goes_on(tiny_project: Path, schema: str) -> None:
-    assert not dbt_runner.native_threads(), "a clean process must not hold native threads"
-    dbt_runner.preload()
-    print("parent text still in the buffer", end="")  # must not be repeated by the child
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TA_DBT_SUBPROCESS", "0")
-        result = run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-03"},
-                         target_path=tiny_project / "t_fork", project_dir=tiny_project)
+def test_dbt_output_is_written_once_and_the_caller_goes_on(tiny_project: Path, schema: str) -> None:
+    result = run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-03"},
+                     target_path=tiny_project / "t_out", project_dir=tiny_project)
     output = result.log_file.read_text()
     assert output.startswith("$ dbt run ")
     assert output.count("Completed successfully") == 1
-    assert "parent text still in the buffer" not in output
-    assert "leaked semaphore" not in output
-    assert os.getpid() != 0 and Path.cwd() is not None  # still the parent, alive
-    assert [n.status for n in result.nodes] == ["success"]
+    assert "Began running node" not in output and (tiny_project / "t_out" / "dbt.log").exists()  # debug: dbt.log
+    # The next invocation in the same process starts clean (dbt's flags, adapter and loggers).
+    again = run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-04"},
+                    target_path=tiny_project / "t_out2", project_dir=tiny_project)
+    assert [n.status for n in again.nodes] == ["success"]
+    assert query(f'select distinct run_date::text from "{schema}".good') == [("2024-01-04",)]
+    assert output == result.log_file.read_text()  # the first output file no longer written to
 
 
-FORK_AFTER_WARM_UP = """
+REUSE_PARSED_MANIFEST = """
 import sys
 from pathlib import Path
 from traffic_anomalies import dbt as dbt_runner
 
 project = Path(sys.argv[1])
-assert dbt_runner.warm_up(target_path=project / "t_warm", dbt_vars={"run_date": "2024-01-04"},
-                          project_dir=project)
-assert dbt_runner.native_threads() == 0 and dbt_runner.use_fork()
-# Nothing changed since the warm-up: the child runs on its manifest (no parse at all), with the
-# CLI's results and exit status (1 when a node fails, and dbt's message in the output).
+assert dbt_runner.parse_project(target_path=project / "t_parse", dbt_vars={"run_date": "2024-01-04"},
+                                project_dir=project)
+# The same project, vars and environment: the step runs on the parsed manifest (no parse at all),
+# with the CLI's results and exit status (1 when a node fails, and dbt's message).
 result = dbt_runner.run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-04"},
                             target_path=project / "t_reuse", project_dir=project)
 print("reused", [n.status for n in result.nodes], "partial parsing" not in (project / "t_reuse" / "dbt.log").read_text().lower())
@@ -220,60 +195,48 @@ except dbt_runner.DbtError as exc:
 result = dbt_runner.run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-05"},
                             target_path=project / "t_other", project_dir=project)
 print("other vars", [n.status for n in result.nodes], "partial parsing" in (project / "t_other" / "dbt.log").read_text().lower())
-# A changed model makes the forked child parse the project again (static parser included).
-(project / "models" / "good.sql").write_text((project / "models" / "good.sql").read_text() + " -- changed\\n")
+# Another target schema (the environment the profile reads): a parse of its own too.
 result = dbt_runner.run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-04"},
-                            target_path=project / "t_after", project_dir=project)
-print("statuses", [n.status for n in result.nodes], "partial parsing" in (project / "t_after" / "dbt.log").read_text().lower())
-
-# A native thread pool in this process (dbt's Rust static parser starts one): no more forks.
-from dbt.cli.main import dbtRunner
-assert dbtRunner().invoke(["parse", "--project-dir", str(project), "--profiles-dir", str(project),
-                           "--target-path", str(project / "t_static"), "--no-partial-parse",
-                           "--vars", '{"run_date": "2024-01-04"}', "--quiet"]).success
-print("native threads", dbt_runner.native_threads() > 0, "fork", dbt_runner.use_fork())
-result = dbt_runner.run_dbt(["run"], select=["good"], dbt_vars={"run_date": "2024-01-04"},
-                            target_path=project / "t_sub", project_dir=project)
-print("statuses", [n.status for n in result.nodes])
+                            target_path=project / "t_schema", project_dir=project,
+                            env={"TA_SCHEMA": sys.argv[2] + "_b"})
+print("other schema", [n.relation_name.split(".")[1] for n in result.nodes])
 """
 
 
-def test_forks_only_from_a_process_without_native_threads(tiny_project: Path, schema: str) -> None:
-    # In a process of its own: a fork that inherits a native thread pool's lock hangs forever,
-    # and the timeout turns that into a failure instead of a stuck test run.
-    env = {**os.environ, "TA_DBT_SUBPROCESS": "0"}
-    ran = subprocess.run([sys.executable, "-c", FORK_AFTER_WARM_UP, str(tiny_project)],
-                         capture_output=True, text=True, timeout=300, env=env)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert ran.stdout.splitlines() == [
-        "reused ['success'] True",
-        "failed 1 ('broken',) True",
-        "other vars ['success'] True",
-        "statuses ['success'] True",
-        "native threads True fork False",
-        "statuses ['success']",
-    ]
-    assert (tiny_project / "t_warm" / "partial_parse.msgpack").exists()
+def test_steps_reuse_the_parsed_manifest_only_for_the_same_inputs(tiny_project: Path, schema: str) -> None:
+    # In a process of its own: a fresh dbt, as the nightly's is when it parses.
+    ran = subprocess.run([sys.executable, "-c", REUSE_PARSED_MANIFEST, str(tiny_project), schema],
+                         capture_output=True, text=True, timeout=300)
+    try:
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert ran.stdout.splitlines() == [
+            "reused ['success'] True",
+            "failed 1 ('broken',) True",
+            "other vars ['success'] True",
+            f"other schema ['\"{schema}_b\"']",
+        ]
+        assert (tiny_project / "t_parse" / "partial_parse.msgpack").exists()
+    finally:
+        with runstate.connection() as conn, conn.cursor() as cur:
+            cur.execute(f'drop schema if exists "{schema}_b" cascade')
 
 
-def test_the_cli_imports_only_the_command_it_runs_so_the_nightly_can_fork() -> None:
-    """`traffic-anomalies nightly` must not import the lake generator's numpy: its BLAS thread
-    pool is a native thread, and a process with one runs every dbt step as a new CLI process
-    (~4 s more a step) instead of forking them. Help still lists every command."""
+def test_the_cli_imports_only_the_command_it_runs() -> None:
+    """`traffic-anomalies db status` does not pay for dbt, luigi or the report; help still lists
+    every command."""
     code = textwrap.dedent("""
         import sys
-        from traffic_anomalies import cli, dbt
+        from traffic_anomalies import cli
         cli.build_parser(["nightly", "--date", "2017-01-10"])
-        print("nightly", "numpy" in sys.modules, "traffic_anomalies.nightly" in sys.modules, dbt.can_fork())
+        print("nightly", "traffic_anomalies.nightly" in sys.modules)
         cli.build_parser(["db", "status"])
         print("db", "traffic_anomalies.report" in sys.modules)
         helped = cli.build_parser([]).format_help()
         print("help", all(c in helped for c in ("nightly", "lake", "bench", "evaluate", "report", "demo")))
     """)
-    env = {k: v for k, v in os.environ.items() if k != "TA_DBT_SUBPROCESS"}
-    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.splitlines() == ["nightly False True True", "db False", "help True"]
+    assert ran.stdout.splitlines() == ["nightly True", "db False", "help True"]
 
 
 def test_dbt_selection_matching_nothing_is_an_error(tiny_project: Path, schema: str) -> None:
@@ -357,6 +320,50 @@ def test_task_ids_name_the_database_schema_and_project(schema: str, monkeypatch:
     finally:
         os.environ["PGDATABASE"] = database
     assert here.clone(tasks.BuildMarts).to_str_params()["project"] == str(PROJECT_DIR)
+
+
+def test_task_parameters_name_the_lake_and_each_hour_is_a_family_of_its_own(schema: str) -> None:
+    day = dt.date(2024, 1, 2)
+    run = tasks.nightly_run(day, lake_root="/srv/lake_a")
+    assert run.to_str_params()["lake_root"] == "/srv/lake_a"
+    assert tasks.nightly_run(day, lake_root="/srv/lake_b").task_id != run.task_id
+    assert tasks.nightly_run(day).to_str_params()["lake_root"] == tasks.default_lake_root()
+    hours = run.clone(tasks.BuildMarts).requires()
+    assert [h.task_family for h in hours] == [f"PcaHour_{h:02d}" for h in range(24)]
+    assert all(isinstance(h, tasks.PcaHour) and h.run_label() == h.task_family for h in hours)
+    assert {h.to_str_params()["schema"] for h in hours} == {schema}
+    assert hours[7].to_str_params()["lake_root"] == "/srv/lake_a"
+    # The completion row keeps the step's name: one family "PcaHour", 24 rows.
+    assert hours[7].state_key() == "PcaHour_07" and hours[7].step_name == "PcaHour"
+
+
+def test_dbt_tasks_show_their_command_log_and_outcome_on_the_scheduler(tiny_project: Path, schema: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TA_DBT_TARGET_ROOT", str(tiny_project / "target"))
+    monkeypatch.setitem(tasks.STEPS, "TinyGood", tasks.Step(("run",), select=("good",)))
+    monkeypatch.setitem(tasks.STEPS, "TinyBroken", tasks.Step(("run",), select=("broken",)))
+
+    class TinyGood(tasks.DbtTask):
+        step_name = "TinyGood"
+        project_dir = tiny_project
+
+    class TinyBroken(tasks.DbtTask):
+        step_name = "TinyBroken"
+        project_dir = tiny_project
+
+    day = dt.date(2024, 1, 2)
+    good, broken = TinyGood(date=day), TinyBroken(date=day)
+    ran = luigi.build([good, broken], local_scheduler=True, workers=1, detailed_summary=True)
+    scheduler = ran.worker._scheduler
+    log = good.target_path() / "dbt.out"
+    message = scheduler.get_task_status_message(good.task_id)["statusMessage"]
+    assert message.startswith("done in ") and message.endswith(f": 1 nodes; log {log}"), message
+    assert log.read_text().startswith("$ dbt run ")
+    tracked = {t["name"]: t.get("tracking_url") for t in scheduler.task_list("", "").values()}
+    assert tracked["TinyGood"] == log.as_uri()
+    failed = scheduler.get_task_status_message(broken.task_id)["statusMessage"]
+    assert failed == f"dbt failed (broken); log {broken.target_path() / 'dbt.out'}"
+    assert good.complete() and not broken.complete()
 
 
 def test_old_nights_artifacts_are_pruned(tmp_path: Path) -> None:
