@@ -340,8 +340,8 @@ def test_task_parameters_name_the_lake_and_each_hour_is_a_family_of_its_own(sche
 def test_dbt_tasks_show_their_command_log_and_outcome_on_the_scheduler(tiny_project: Path, schema: str,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TA_DBT_TARGET_ROOT", str(tiny_project / "target"))
-    monkeypatch.setitem(tasks.STEPS, "TinyGood", tasks.Step(("run",), select=("good",)))
-    monkeypatch.setitem(tasks.STEPS, "TinyBroken", tasks.Step(("run",), select=("broken",)))
+    monkeypatch.setitem(tasks.STEPS, "TinyGood", tasks.Step(("run", "--select", "good")))
+    monkeypatch.setitem(tasks.STEPS, "TinyBroken", tasks.Step(("run", "--select", "broken")))
 
     class TinyGood(tasks.DbtTask):
         step_name = "TinyGood"
