@@ -133,7 +133,7 @@ def lineage_section(text: str, model: str) -> tuple[str, str]:
     "model, upstream, downstream",
     [
         ("int_pca_hour_07", {"int_pca_input", "int_pca_days", "int_pca_users"},
-         {"int_pca_components", "fct_pca_summary_history"}),
+         {"int_pca_hourly_components", "int_pca_hourly_train_summaries"}),
         ("fct_user_outliers_history", {"int_pca_components", "int_pca_users"}, {"dim_runs", "fct_user_outliers"}),
         ("fct_user_outliers", {"fct_user_outliers_history", "dim_runs"}, set()),
     ],
