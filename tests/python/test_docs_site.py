@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import query
 from headless_browser import ARTIFACTS, colour_stats, dump_dom, screenshot, visible_text
-from traffic_anomalies import docs
+from traffic_anomalies import docs, report
 
 PACKAGE = "traffic_anomalies"
 
@@ -71,9 +72,44 @@ def test_method_doc_blocks_and_overview_are_used(site):
         text = manifest["docs"][f"doc.{PACKAGE}.{name}"]["block_contents"].strip()
         assert f"doc.{PACKAGE}.{name}" in used or text[:60] in described, f"doc block {name} is not used by any node"
     exposures = {e["name"]: e for e in manifest["exposures"].values()}
-    assert {"anomaly_report", "anomaly_dashboard"} <= set(exposures)
+    # no exposure for something that does not exist (no dashboard is started or tested)
+    assert set(exposures) == {"anomaly_report"}
     for exposure in exposures.values():
         assert exposure["description"].strip() and exposure["depends_on"]["nodes"]
+    # the report reads what its exposure says it reads: the report models and their marts
+    depends = {uid.rsplit(".", 1)[1] for uid in exposures["anomaly_report"]["depends_on"]["nodes"]}
+    assert {"rpt_spikes", "rpt_nights", "rpt_data_quality", "fct_user_spikes"} <= depends
+    assert set(report.REQUIRED) <= depends
+
+
+def test_per_hour_nodes_are_tagged_so_the_lineage_can_hide_them(site):
+    _, target = site
+    manifest = json.loads((target / "manifest.json").read_text())
+    tagged = {node["name"] for node in manifest["nodes"].values() if "pca_hour" in node.get("tags", [])}
+    assert tagged == {f"int_pca_hour_{hour:02d}" for hour in range(24)}
+
+
+def test_report_exposure_link_opens_from_the_served_site(site):
+    project, target = site
+    run_date = query(f"select max(activity_date)::text from {project.relation('dim_days')}")[0][0]
+    report.build_report(run_date, schema=project.schema, output_root=target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    url = next(e["url"] for e in manifest["exposures"].values() if e["name"] == "anomaly_report")
+    assert "://" not in url, "the link must be relative to the docs site"
+    server, base = docs.serve_in_thread(target)
+    try:
+        import urllib.request
+
+        index = urllib.request.urlopen(base + url).read().decode()
+        assert f'href="{run_date}/index.html"' in index
+        page = urllib.request.urlopen(base + f"report/{run_date}/index.html").read().decode()
+        assert "<svg" in page and f"night of {run_date}" in page
+        # the exposure's page of the docs shows the link
+        text = dump_dom(f"{base}#!/exposure/exposure.{PACKAGE}.anomaly_report")
+        assert f'href="{url}"' in text
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def lineage_section(text: str, model: str) -> tuple[str, str]:
@@ -90,7 +126,7 @@ def lineage_section(text: str, model: str) -> tuple[str, str]:
     "model, upstream, downstream",
     [
         ("int_pca_hour_07", {"int_pca_input", "int_pca_days", "int_pca_users"},
-         {"int_pca_components", "fct_pca_summary_history"}),
+         {"int_pca_hourly_components", "int_pca_hourly_train_summaries"}),
         ("fct_user_outliers_history", {"int_pca_components", "int_pca_users"}, {"dim_runs", "fct_user_outliers"}),
         ("fct_user_outliers", {"fct_user_outliers_history", "dim_runs"}, set()),
     ],
