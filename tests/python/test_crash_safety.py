@@ -102,11 +102,20 @@ def relation_contents(pipeline: Pipeline, table: str) -> list[tuple]:
 def wait_for_node_start(pipeline: Pipeline, process: subprocess.Popen, step: str, node: str, timeout: float = 600) -> None:
     """Until dbt logs the start of `node` in the given step's log (or the run ends)."""
     folder = pipeline.target_root / "nightly" / pipeline.schema / RUN_DATE.isoformat()
+    started = f"model {pipeline.schema}.{node}"  # not its unit tests, which start first
+    read: dict[Path, tuple[int, bytes]] = {}  # per log: bytes read, the unfinished last line
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         for log in folder.glob(f"{step}/dbt.log"):
-            started = f"model {pipeline.schema}.{node}"  # not its unit tests, which start first
-            if any("START" in line and started in line for line in log.read_text(errors="replace").splitlines()):
+            # Only what was appended since the last look: rereading the whole log 50 times a
+            # second took CPU from the run being watched.
+            offset, partial = read.get(log, (0, b""))
+            with open(log, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            *lines, partial = (partial + chunk).split(b"\n")
+            read[log] = (offset + len(chunk), partial)
+            if any(b"START" in line and started.encode() in line for line in lines):
                 return
         time.sleep(0.02)
     raise AssertionError(f"{node} never started (run exit {process.poll()}):\n"
