@@ -1,7 +1,7 @@
 """What each detector flagged in one built schema, as cells or pairs (see scoring).
 
-* ``residual_spike``    fct_user_spikes: cells above the Bonferroni threshold of var
-                        spike_false_alarms (cell grain);
+* ``residual_spike``    fct_user_spikes: cells whose exact tail surprise exceeds the night's
+                        threshold for var spike_false_alarms false cells (cell grain);
 * ``published``         fct_user_outliers, method published: positive loadings > 0.1 on a kept
                         component, as first published (pair grain: one PCA per hour, no day);
 * ``absolute_loading``  fct_user_outliers, method absolute_loading (pair grain);
