@@ -81,3 +81,14 @@
     {%- endif -%}
     {{ return(value | float) }}
 {% endmacro %}
+
+
+{#- Var `day_false_alarms` (default 0.25): the normal (user, day) pairs int_user_day_scores may
+    call anomalous per night; its threshold is fitted to deliver it (tail_fit_threshold). -#}
+{% macro day_false_alarms() %}
+    {%- set value = var('day_false_alarms', 0.25) -%}
+    {%- if value is not number or value is boolean or value <= 0 or value >= 1 -%}
+        {{ exceptions.raise_compiler_error("day_false_alarms must be a number in (0, 1), got: " ~ (value | tojson)) }}
+    {%- endif -%}
+    {{ return(value | float) }}
+{% endmacro %}

@@ -9,12 +9,9 @@
     the user never used on the other days has a small expectation, not zero, so one flow there
     is unusual rather than impossible.
 
-    The pmf follows the recurrence P(k + 1) = P(k) · E (1 + kφ) / ((k + 1)(1 + φE)) from
-    P(0) = (1 + φE)^(−1/φ) (e^(−E) when φ = 0), summed in logs over k < flows: p = 1 − Σ P(k).
-    Below 1e-9 the difference loses digits, so p is then bounded above by P(flows) / (1 − ρ),
-    ρ the larger of the ratio at k = flows and its limit φE / (1 + φE): the terms beyond decrease
-    at least that fast. Only counts above E are summed; the others have p above one half
-    and a surprise of 0 here (they never reach the tail that the threshold is fitted on). -#}
+    The tail is summed exactly by the macro negative_binomial_tail (one row per flow). Only
+    counts above E are summed; the others have p above one half and a surprise of 0 here (they
+    never reach the tail that the threshold is fitted on). -#}
 
 with
 
@@ -46,73 +43,9 @@ candidates as (
 
 ),
 
-terms as (
-
-    select
-        candidates.hour_of_day,
-        candidates.day_index,
-        candidates.user_index,
-        terms.k,
-        case
-            when candidates.phi > 1e-12 then -ln(1 + candidates.phi * candidates.mu) / candidates.phi
-            else -candidates.mu
-        end
-        + coalesce(sum(
-            ln(candidates.mu * (1 + terms.k * candidates.phi))
-            - ln((terms.k + 1) * (1 + candidates.phi * candidates.mu))
-        ) over preceding_terms, 0) as log_pmf
-    from candidates
-    cross join lateral generate_series(0, candidates.flows::integer - 1) as terms (k)
-    window preceding_terms as (
-        partition by candidates.hour_of_day, candidates.day_index, candidates.user_index
-        order by terms.k rows between unbounded preceding and 1 preceding
-    )
-
-),
-
-lower_sums as (
-
-    select
-        terms.hour_of_day,
-        terms.day_index,
-        terms.user_index,
-        sum(exp(terms.log_pmf)) as below_flows,
-        -- log P(flows) from the last term: one more step of the recurrence
-        max(
-            terms.log_pmf
-            + ln(candidates.mu * (1 + terms.k * candidates.phi))
-            - ln((terms.k + 1) * (1 + candidates.phi * candidates.mu))
-        ) filter (where terms.k = candidates.flows - 1) as log_pmf_at_flows
-    from terms
-    inner join candidates
-        on
-            terms.hour_of_day = candidates.hour_of_day
-            and terms.day_index = candidates.day_index
-            and terms.user_index = candidates.user_index
-    group by terms.hour_of_day, terms.day_index, terms.user_index
-
-),
-
 tails as (
 
-    select
-        candidates.hour_of_day,
-        candidates.day_index,
-        candidates.user_index,
-        case
-            when 1 - lower_sums.below_flows > 1e-9 then 1 - lower_sums.below_flows
-            else exp(lower_sums.log_pmf_at_flows) / (1 - greatest(
-                candidates.mu * (1 + candidates.flows * candidates.phi)
-                / ((candidates.flows + 1) * (1 + candidates.phi * candidates.mu)),
-                candidates.phi * candidates.mu / (1 + candidates.phi * candidates.mu)
-            ))
-        end as tail_probability
-    from candidates
-    inner join lower_sums
-        on
-            candidates.hour_of_day = lower_sums.hour_of_day
-            and candidates.day_index = lower_sums.day_index
-            and candidates.user_index = lower_sums.user_index
+    {{ negative_binomial_tail('candidates', ['hour_of_day', 'day_index', 'user_index']) }}
 
 ),
 
