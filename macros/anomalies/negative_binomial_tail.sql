@@ -6,7 +6,7 @@
     P(0) = (1 + φ mu)^(−1/φ) (e^(−mu) when φ = 0), summed in logs over k < flows: p = 1 − Σ P(k).
     Below 1e-9 the difference loses digits, so p is then bounded above by P(flows) / (1 − ρ),
     ρ the larger of the ratio at k = flows and its limit φ mu / (1 + φ mu): the terms beyond
-    decrease at least that fast. Cost: one row per unit of flows. -#}
+    decrease at least that fast (and never below e^-700). Cost: one row per unit of flows. -#}
 {% macro negative_binomial_tail(candidates, keys) %}
     {%- set on_keys = [] -%}
     {%- for key in keys -%}{%- do on_keys.append('nb_terms.' ~ key ~ ' = nb_cells.' ~ key) -%}{%- endfor -%}
@@ -15,7 +15,7 @@
         {% endfor -%}
         case
             when 1 - nb_sums.below_flows > 1e-9 then 1 - nb_sums.below_flows
-            else exp(nb_sums.log_pmf_at_flows) / (1 - greatest(
+            else exp(greatest(nb_sums.log_pmf_at_flows, -700)) / (1 - greatest(
                 nb_cells.mu * (1 + nb_cells.flows * nb_cells.phi)
                 / ((nb_cells.flows + 1) * (1 + nb_cells.phi * nb_cells.mu)),
                 nb_cells.phi * nb_cells.mu / (1 + nb_cells.phi * nb_cells.mu)
@@ -26,7 +26,8 @@
         select
             {% for key in keys %}nb_terms.{{ key }},
             {% endfor -%}
-            sum(exp(nb_terms.log_pmf)) as below_flows,
+            -- exp() of less than about -745 is an error in PostgreSQL, not 0: such terms add nothing
+            sum(exp(greatest(nb_terms.log_pmf, -700))) as below_flows,
             -- log P(flows): one more step of the recurrence from the last term
             max(nb_terms.log_pmf + nb_terms.log_ratio) filter (where nb_terms.is_last) as log_pmf_at_flows
         from (
