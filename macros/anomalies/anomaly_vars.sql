@@ -71,13 +71,24 @@
 {% endmacro %}
 
 
-{#- Var `spike_false_alarms` (default 0.05): the family-wise false-alarm rate of fct_user_spikes,
-    the probability of flagging at least one cell of a run if every standardised score were
-    standard normal. The threshold is Bonferroni's: Φ⁻¹(1 − spike_false_alarms / cells tested). -#}
+{#- Var `spike_false_alarms` (default 0.25): the false cells fct_user_spikes may flag per night
+    on normal traffic; the threshold on the cells' surprise is fitted to deliver it
+    (tail_fit_threshold). -#}
 {% macro spike_false_alarms() %}
-    {%- set value = var('spike_false_alarms', 0.05) -%}
+    {%- set value = var('spike_false_alarms', 0.25) -%}
     {%- if value is not number or value is boolean or value <= 0 or value >= 1 -%}
         {{ exceptions.raise_compiler_error("spike_false_alarms must be a number in (0, 1), got: " ~ (value | tojson)) }}
+    {%- endif -%}
+    {{ return(value | float) }}
+{% endmacro %}
+
+
+{#- Var `day_false_alarms` (default 0.25): the normal (user, day) pairs int_user_day_scores may
+    call anomalous per night; its threshold is fitted to deliver it (tail_fit_threshold). -#}
+{% macro day_false_alarms() %}
+    {%- set value = var('day_false_alarms', 0.25) -%}
+    {%- if value is not number or value is boolean or value <= 0 or value >= 1 -%}
+        {{ exceptions.raise_compiler_error("day_false_alarms must be a number in (0, 1), got: " ~ (value | tojson)) }}
     {%- endif -%}
     {{ return(value | float) }}
 {% endmacro %}

@@ -45,6 +45,8 @@
     {%- endif -%}
     {%- do outlier_threshold() -%}
     {%- do spe_confidence() -%}
+    {%- do spike_false_alarms() -%}
+    {%- do day_false_alarms() -%}
     {%- do component_selection('outlier_components', 3) -%}
     {%- do spe_component_selection() -%}
     {%- if var('gpfdist_url', none) is not none -%}

@@ -19,6 +19,11 @@ history as (
         tested_cells,
         rank_in_hour,
         method,
+        tested_expected_flows,
+        tail_probability,
+        spike_surprise,
+        surprise_threshold,
+        surprise_tail_scale,
         run_id,
         run_date
     from {{ ref('fct_user_spikes_history') }}
@@ -45,6 +50,11 @@ select
     history.tested_cells,
     history.rank_in_hour,
     history.method,
+    history.tested_expected_flows,
+    history.tail_probability,
+    history.spike_surprise,
+    history.surprise_threshold,
+    history.surprise_tail_scale,
     history.run_id,
     history.run_date
 from history

@@ -1,7 +1,10 @@
 """What each detector flagged in one built schema, as cells or pairs (see scoring).
 
-* ``residual_spike``    fct_user_spikes: cells above the Bonferroni threshold of var
-                        spike_false_alarms (cell grain);
+* ``residual_spike``    fct_user_spikes: cells whose exact tail surprise exceeds the night's
+                        threshold for var spike_false_alarms false cells (cell grain);
+* ``whole_day``         int_user_day_scores: every hour with flows of the (user, day) pairs whose
+                        whole-day count is anomalous against the user's other days (cell grain;
+                        the day is the finding, its hours are what the truth labels);
 * ``published``         fct_user_outliers, method published: positive loadings > 0.1 on a kept
                         component, as first published (pair grain: one PCA per hour, no day);
 * ``absolute_loading``  fct_user_outliers, method absolute_loading (pair grain);
@@ -24,6 +27,7 @@ from traffic_anomalies_dev.scoring import Detections, Window
 
 GRAINS: dict[str, str] = {
     "residual_spike": "cell",
+    "whole_day": "cell",
     "published": "pair",
     "absolute_loading": "pair",
     "spe_top_user": "cell",
@@ -82,6 +86,14 @@ def read(schema: str) -> tuple[dict[str, Detections], Window]:
                                    frozenset((u, h) for u, h, r in flagged if r == 1))
     spikes = rows(f'select user_name, activity_date, hour_of_day, spike_score from "{schema}".fct_user_spikes')
     found["residual_spike"] = Detections("cell", *_cells_and_first([(u, str(d), h, s) for u, d, h, s in spikes]))
+    woken = rows(f'select users.user_name, days.activity_date, cells.hour_of_day, scores.day_surprise '
+                 f'from "{schema}".int_user_day_scores as scores '
+                 f'join "{schema}".int_pca_users as users on users.user_index = scores.user_index '
+                 f'join "{schema}".int_pca_days as days on days.day_index = scores.day_index '
+                 f'join "{schema}".int_pca_input as cells '
+                 f'on cells.col_id = scores.user_index and cells.row_id = scores.day_index and cells.value > 0 '
+                 f'where scores.is_anomalous')
+    found["whole_day"] = Detections("cell", *_cells_and_first([(u, str(d), h, s) for u, d, h, s in woken]))
     tops = rows(f'select top_user_name, activity_date, hour_of_day, spe_ratio from "{schema}".fct_day_anomalies '
                 f"where is_anomalous and top_user_name is not null")
     found["spe_top_user"] = Detections("cell", *_cells_and_first([(u, str(d), h, r) for u, d, h, r in tops]))

@@ -154,7 +154,11 @@ expected as (
                     other_days_flows, earlier_hour_other_days_flows, later_hour_other_days_flows
                 ) / share_denominator
             else 0
-        end as expected_flows
+        end as expected_flows,
+        -- half a flow more in each total: what the exact tail (int_cell_spike_tails) tests
+        (other_hours_flows + 0.5) * (
+            greatest(other_days_flows, earlier_hour_other_days_flows, later_hour_other_days_flows) + 0.5
+        ) / (share_denominator + 0.5) as tested_expected_flows
     from neighbours
 
 ),
@@ -185,6 +189,7 @@ scored as (
         expected.user_index,
         expected.flows,
         expected.expected_flows,
+        expected.tested_expected_flows,
         dispersion.user_dispersion,
         (expected.flows - expected.expected_flows)
         / sqrt(greatest(
@@ -203,6 +208,7 @@ select
     user_index,
     flows,
     expected_flows,
+    tested_expected_flows,
     user_dispersion,
     spike_score
 from scored

@@ -1,7 +1,10 @@
-{#- Single-hour spikes: one row per (hour of day, day, user) whose flow count rises above the
-    user's own expectation (int_cell_spike_scores) by more than the Bonferroni threshold
-    Φ⁻¹(1 − spike_false_alarms / cells tested), cells tested = 24 × days × users of the window.
-    rank_in_hour orders the hour's spikes by score (ties: date, then user name). -#}
+{#- Single-hour spikes: one row per (hour of day, day, user) whose flow count is too far in the
+    exact negative-binomial tail of the user's own expectation (int_cell_spike_tails): its
+    surprise −ln p exceeds the threshold that lets `spike_false_alarms` normal cells through per
+    night, fitted to the tail of the night's own surprises (macro tail_fit_threshold) over
+    cells tested = 24 × days × users of the window. spike_threshold keeps the former z
+    threshold, Φ⁻¹(1 − spike_false_alarms / cells tested), for reference: it no longer decides.
+    rank_in_hour orders the hour's spikes by surprise (ties: z score, date, then user name). -#}
 
 with
 
@@ -16,6 +19,19 @@ scores as (
         user_dispersion,
         spike_score
     from {{ ref('int_cell_spike_scores') }}
+
+),
+
+tails as (
+
+    select
+        hour_of_day,
+        day_index,
+        user_index,
+        tested_expected_flows,
+        tail_probability,
+        spike_surprise as surprise
+    from {{ ref('int_cell_spike_tails') }}
 
 ),
 
@@ -70,6 +86,12 @@ limits as (
 
 ),
 
+fitted as (
+
+    {{ tail_fit_threshold('tails', '(select tested.tested_cells from tested)', spike_false_alarms()) }}
+
+),
+
 flagged as (
 
     select
@@ -84,15 +106,26 @@ flagged as (
         scores.spike_score,
         limits.spike_threshold,
         limits.tested_cells,
+        tails.tested_expected_flows,
+        tails.tail_probability,
+        tails.surprise as spike_surprise,
+        fitted.surprise_threshold,
+        fitted.tail_scale as surprise_tail_scale,
         row_number() over (
             partition by scores.hour_of_day
-            order by scores.spike_score desc, days.activity_date asc, users.user_name asc
+            order by tails.surprise desc, scores.spike_score desc, days.activity_date asc, users.user_name asc
         ) as rank_in_hour
     from scores
+    inner join tails
+        on
+            scores.hour_of_day = tails.hour_of_day
+            and scores.day_index = tails.day_index
+            and scores.user_index = tails.user_index
     cross join limits
+    cross join fitted
     inner join days on scores.day_index = days.day_index
     inner join users on scores.user_index = users.user_index
-    where scores.spike_score > limits.spike_threshold
+    where tails.surprise > fitted.surprise_threshold
 
 )
 
@@ -110,5 +143,10 @@ select
     tested_cells,
     rank_in_hour,
     'residual_spike' as method,
+    tested_expected_flows,
+    tail_probability,
+    spike_surprise,
+    surprise_threshold,
+    surprise_tail_scale,
     {{ nightly_run_columns() }}
 from flagged
