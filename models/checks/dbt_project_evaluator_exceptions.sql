@@ -30,7 +30,6 @@ from (
     ('fct_exposures_dependent_on_private_models', 'exposure_name', 'anomaly_%', 'The readers (the report, a dashboard) read the marts'' views by name from the database; dbt access levels govern ref() between dbt projects, and no other dbt project refs these models'),
     ('fct_model_naming_conventions', 'resource_name', 'dbt_project_evaluator_exceptions', 'This list itself: the package reads it under this name'),
     ('fct_root_models', 'child', 'dbt_project_evaluator_exceptions', 'This list itself: rows written in the model, read by no pipeline model'),
-    ('fct_exposure_parents_materializations', 'parent_resource_name', 'rpt_%', 'The report models are views over the published night, computed when the report is rendered (a few rows)'),
     ('fct_rejoining_of_upstream_concepts', 'child', 'rpt_spikes', 'rpt_spikes compares tonight''s spikes with the previous kept night''s rows of fct_user_spikes_history, that night being named by rpt_nights')
 ) as exceptions (fct_name, column_name, id_to_exclude, comment)
 -- noqa: enable=LT05

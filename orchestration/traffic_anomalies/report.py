@@ -35,7 +35,7 @@ PACKAGE = "traffic_anomalies"
 DOCS_INDEX = "../../index.html"
 REQUIRED = ("rpt_spikes", "rpt_nights", "rpt_data_quality", "dim_days", "dim_users", "int_hourly_counts",
             "fct_pca_components", "fct_day_anomalies", "fct_user_spikes")
-ONE_RUN = ("dim_days", "dim_users", "fct_pca_components", "fct_day_anomalies", "fct_user_spikes")
+ONE_RUN = ("dim_days", "dim_users", "fct_pca_components", "fct_day_anomalies", "fct_user_spikes", "rpt_spikes")
 
 # Okabe–Ito, colour-blind safe
 NORMAL, ANOMALY, CUMULATIVE, LIMIT, SPIKE = "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#000000"
