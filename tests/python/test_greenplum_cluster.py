@@ -381,6 +381,24 @@ def test_madlib_compat_matches_numpy_on_greenplum(cluster) -> None:
     assert re.search(r"\b([5-9]|[1-9][0-9]) passed", ran.stdout), ran.stdout[-500:]
 
 
+def _shown_rows(output: str) -> list[dict]:
+    """The rows `dbt show --output json` printed: a structured log event holding the preview, or
+    (when dbt's logging was set up earlier in the same process, as in the warm launcher) the
+    pretty-printed `{"show": [...]}` block itself."""
+    lines = output.splitlines()
+    for line in lines:
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and "preview" in event.get("data", {}):
+                return json.loads(event["data"]["preview"])
+    start = lines.index("{")
+    end = lines.index("}", start)
+    return json.loads("\n".join(lines[start:end + 1]))["show"]
+
+
 def test_normal_quantile_plans_on_greenplum(cluster, tmp_path) -> None:
     """Macro normal_quantile with `p` from an outer query, in the shape that once failed to plan
     here ("unexpected RTE kind 8", fct_user_spikes), against Python's normal quantile; null
@@ -393,8 +411,7 @@ def test_normal_quantile_plans_on_greenplum(cluster, tmp_path) -> None:
            f"limits as (select tested.p, {{{{ normal_quantile('tested.p') }}}} as q from tested offset 0) "
            "select * from limits")
     shown = project.run("show", "--inline", sql, "--limit", "50", "--output", "json", "--log-format", "json")
-    rows = next(json.loads(json.loads(line)["data"]["preview"]) for line in shown.stdout.splitlines()
-                if line.startswith("{") and "preview" in json.loads(line).get("data", {}))
+    rows = _shown_rows(shown.stdout)
     assert len(rows) == len(probabilities)
     for row in rows:
         p, q = row["p"], row["q"]

@@ -145,7 +145,8 @@ def test_steps_select_every_model_exactly_once(database: dict[str, str], tmp_pat
     common = ["ls", "--resource-type", "model", "--output", "name", "--quiet",
               "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
               "--target-path", str(tmp_path / "ls")]
-    listings: dict[str, list[str]] = {"everything": []}
+    # models/checks holds no pipeline model (dbt_project_evaluator's exceptions, for a check)
+    listings: dict[str, list[str]] = {"everything": ["--exclude", "path:models/checks"]}
     for name, step in tasks.STEPS.items():
         if step.command != ("build",):
             continue
