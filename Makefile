@@ -55,7 +55,7 @@ bench: install
 # bench/results/evaluation.json is a run of exactly this.
 evaluate: install
 	$(TA) db up
-	$(TA) evaluate --users 100 --seeds 1 2 3 4 5 6 7 8 --out bench/results/evaluation.json
+	$(TA) evaluate --users 100 --seeds 1 2 3 4 5 6 7 8 --jobs 2 --out bench/results/evaluation.json
 
 docs: install
 	$(TA) docs

@@ -27,9 +27,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,8 @@ DEFAULT_SCENARIOS: tuple[tuple[str, float, int], ...] = (
 DEFAULT_SEEDS: tuple[int, ...] = tuple(range(1, 9))
 CALIBRATION_SEEDS: tuple[int, ...] = tuple(range(101, 109))
 # The detectors' thresholds as the project declares them; evaluate never changes them.
+# The generator keeps module state for its own worker processes: one lake generated at a time.
+_GENERATING = threading.Lock()
 FROZEN_VARS: tuple[str, ...] = ("spike_false_alarms", "day_false_alarms", "outlier_threshold",
                                  "outlier_components", "spe_confidence", "spe_components", "pca_components")
 
@@ -87,7 +91,8 @@ def project_vars() -> dict[str, Any]:
 def _dbt(args: Sequence[str], *, schema: str, dbt_vars: dict[str, Any], target_path: Path) -> None:
     """The dbt CLI (its supported interface); a failure raises with dbt's error lines."""
     command = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(PROJECT_DIR),
-               "--profiles-dir", str(PROJECT_DIR), "--target-path", str(target_path), "--vars", json.dumps(dbt_vars)]
+               "--profiles-dir", str(PROJECT_DIR), "--target-path", str(target_path), "--log-path", str(target_path),
+               "--vars", json.dumps(dbt_vars)]
     env = {**os.environ, "TA_SCHEMA": schema, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     done = subprocess.run(command, env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
     if done.returncode != 0:
@@ -115,7 +120,8 @@ def run_one(scenario: Scenario, seed: int, *, users: int, days: int, window_days
     schema = f"eval_{uuid.uuid4().hex[:10]}"
     target_path = work_dir / f"dbt-{schema}"
     try:
-        generate_lake(lake_dir, **scenario.lake_arguments(seed, users, days))
+        with _GENERATING:
+            generate_lake(lake_dir, **scenario.lake_arguments(seed, users, days))
         for path in [lake_dir, *lake_dir.rglob("*")]:  # the database server reads it as another OS user
             path.chmod(0o755 if path.is_dir() else 0o644)
         dbt_vars = {"lake_root": str(lake_dir), "pca_window_days": window_days}
@@ -178,7 +184,8 @@ def markdown(report_summary: dict[str, Any]) -> str:
 
 
 def evaluate(*, users: int, days: int, seeds: Sequence[int], scenarios: Sequence[Scenario], out: Path,
-             window_days: int | None = None, keep: bool = False, with_ceiling: bool = True, log=print) -> dict[str, Any]:
+             window_days: int | None = None, keep: bool = False, with_ceiling: bool = True, jobs: int = 1,
+             log=print) -> dict[str, Any]:
     overlap = sorted(set(seeds) & set(CALIBRATION_SEEDS))
     if overlap:
         raise ValueError(f"seeds {overlap} are calibration seeds ({CALIBRATION_SEEDS[0]}-{CALIBRATION_SEEDS[-1]}): "
@@ -194,15 +201,25 @@ def evaluate(*, users: int, days: int, seeds: Sequence[int], scenarios: Sequence
     work_dir.chmod(0o755)
     tallies: list[tuple[str, str, Tally]] = []
     runs, failures = [], []
+    cases = [(scenario, seed) for scenario in scenarios for seed in seeds]
+
+    def run_case(case: tuple[Scenario, int]) -> tuple[dict[str, Tally] | None, float, str | None]:
+        scenario, seed = case
+        try:
+            per_detector, seconds = run_one(scenario, seed, users=users, days=days, window_days=window_days,
+                                            work_dir=work_dir, keep=keep)
+        except Exception as exc:  # one failed build must not lose the other runs
+            return None, 0.0, str(exc)
+        return per_detector, seconds, None
+
     try:
-        for scenario in scenarios:
-            for seed in seeds:
-                try:
-                    per_detector, seconds = run_one(scenario, seed, users=users, days=days, window_days=window_days,
-                                                    work_dir=work_dir, keep=keep)
-                except Exception as exc:  # one failed build must not lose the other runs
-                    failures.append({"scenario": scenario.name, "seed": seed, "error": str(exc)[:2000]})
-                    log(f"{scenario.name} seed {seed}: FAILED: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+        # Each lake is its own schema and dbt process: `jobs` of them at once, results kept in
+        # the order of the cases so the report does not depend on which finished first.
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for (scenario, seed), (per_detector, seconds, error) in zip(cases, pool.map(run_case, cases)):
+                if per_detector is None:
+                    failures.append({"scenario": scenario.name, "seed": seed, "error": error[:2000]})
+                    log(f"{scenario.name} seed {seed}: FAILED: {error.splitlines()[0] if error else '?'}")
                     continue
                 tallies += [(name, scenario.name, tally) for name, tally in per_detector.items()]
                 runs.append({"scenario": scenario.name, "seed": seed, "seconds": round(seconds, 1),
@@ -297,6 +314,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "10, off-hours 3, dormant wake-up 5, no anomaly)")
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "target" / "evaluation.json",
                         help="JSON report (a .md table is written beside it)")
+    parser.add_argument("--jobs", type=_positive, default=1,
+                        help="lakes built at once, each in its own schema and dbt process (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the lakes and schemas")
     parser.add_argument("--no-ceiling", dest="ceiling", action="store_false", help="skip the noise ceiling")
     parser.set_defaults(func=run_evaluate)
@@ -310,7 +329,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         localdb.apply_connection_env()  # the project's database, for dbt and psycopg2 alike
         report = evaluate(users=args.users, days=args.days, seeds=args.seeds, scenarios=scenarios, out=args.out,
-                          window_days=args.window_days, keep=args.keep, with_ceiling=args.ceiling)
+                          window_days=args.window_days, keep=args.keep, with_ceiling=args.ceiling,
+                          jobs=args.jobs)
     except (ValueError, localdb.DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
