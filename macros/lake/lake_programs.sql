@@ -65,7 +65,7 @@ function checked(line,   f, ts, e, day, h, date, fmt, u, p, b) {
     if (e < lo || e >= hi) return slow
     day = int(e / 86400)
     h = int((e - day * 86400) / 3600)
-    date = civil(day)
+    date = (day in civil_days) ? civil_days[day] : (civil_days[day] = civil(day))
     fmt = "epoch"
   } else return slow
   u = f[2]
@@ -83,10 +83,11 @@ BEGIN {
   # the columns after the read error: line check, started_at (epoch seconds), timestamp
   # format, activity date, hour of day, user, source and destination IP, port, protocol, bytes
   nulls = ""
-  for (i = 1; i <= 10; i++) nulls = nulls "\t\\N"
-  slow = "\\N" nulls
+  # a canonical dotted quad: what staging's IPv4 check accepts
   octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
   ipv4 = "^" octet "\\." octet "\\." octet "\\." octet "$"
+  for (i = 1; i <= 10; i++) nulls = nulls "\t\\N"
+  slow = "\\N" nulls
   today = days_from_civil(substr(dt, 1, 4) + 0, substr(dt, 6, 2) + 0, substr(dt, 9, 2) + 0)
   for (i = -1; i <= 1; i++) dayno[civil(today + i)] = today + i
   lo = (today - 1) * 86400

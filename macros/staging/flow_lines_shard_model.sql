@@ -290,13 +290,14 @@ later_copies as (
 ),
 
 {# A file whose first line is not the expected header is distrusted as a whole (its columns
-   may be in another order): its other lines are rejected too. #}
+   may be in another order): its other lines are rejected too. (First lines are checked in
+   SQL: the few SQL-checked lines are enough to find them.) #}
 distrusted_files as (
 
     select
         dt,
         source_file
-    from classified
+    from sql_classified
     where line_number = 1 and reject_reason = 'unexpected_header'
 
 ),
