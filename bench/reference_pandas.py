@@ -308,10 +308,12 @@ def published_outliers(pcas: list[dict], users: list[str], db_components: dict[i
 
 
 def run(lake: Path, run_date: dt.date, window_days: int = 28, components: float | int = 0.99,
-        threshold: float = 0.1, outlier_components: int | float = 3) -> dict:
+        threshold: float = 0.1, outlier_components: int | float = 3, counter=None) -> dict:
+    """`counter(lake, run_date)` gives the hourly counts (default: this module's hourly_counts;
+    reference_duckdb.py passes its own)."""
     timings = {}
     t0 = time.perf_counter()
-    counts = hourly_counts(lake, run_date)
+    counts = (counter or hourly_counts)(lake, run_date)
     timings["read_parse_count_s"] = time.perf_counter() - t0
     t = time.perf_counter()
     days, users = pca_window(counts, run_date, window_days)
@@ -333,7 +335,7 @@ def counts_checksums(counts: pd.DataFrame) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, counter=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lake", required=True, type=Path)
     parser.add_argument("--run-date", required=True, type=dt.date.fromisoformat)
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     as_k = lambda v: int(v) if float(v).is_integer() and v >= 1 else v  # noqa: E731
     result = run(args.lake, args.run_date, args.window_days, as_k(args.components),
-                 args.outlier_threshold, as_k(args.outlier_components))
+                 args.outlier_threshold, as_k(args.outlier_components), counter)
     args.out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     result["outliers"].to_csv(args.out / "outliers.csv", index=False)

@@ -35,7 +35,6 @@
     not. Only the days not loaded yet are read (see lake_dates_to_load). -#}
 {%- set expected_header = 'start_time,user_name,src_ip,dst_ip,dst_port,protocol,bytes' -%}
 {%- set dates = dates_of_shard(lake_dates_to_load(this if is_incremental() else none), shard) -%}
-{%- set flow_days = flow_days_around(dates) -%}
 
 with
 
@@ -46,16 +45,26 @@ lake_lines as (
         source_file,
         line_number,
         raw_line,
-        read_error
+        read_error,
+        line_check,
+        started_at_epoch,
+        timestamp_format,
+        activity_date,
+        hour_of_day,
+        user_name,
+        src_ip,
+        dst_ip,
+        dst_port,
+        protocol,
+        bytes
     from {{ source('lake', 'flows') }}
     where {{ date_in_list('dt', dates) }}
 
 ),
 
-{# The fast path (see parse_flow_fields.sql): a data line of printable ASCII whose seven
-   fields have the common shapes is recognised with fewer, cheaper operations (no long regular
-   expressions); only the other lines go through the checks of `classified`, in their order. #}
-lake_lines_marked as (
+{# Nearly every line: the reader (lake_reader_awk) has split and checked it at C speed, the
+   typed fields came in through COPY's input functions; what is left is a cast of the time. #}
+reader_checked as (
 
     select
         dt,
@@ -63,9 +72,34 @@ lake_lines_marked as (
         line_number,
         raw_line,
         read_error,
-        read_error is null and line_number > 1 and raw_line ~ '^[\x20-\x7e]*$' as is_plain_line
+        raw_line as line_text,  -- printable ASCII: the bytes are the text
+        nullif(line_check, 'valid') as reject_reason,
+        to_timestamp(started_at_epoch) as started_at,
+        timestamp_format,
+        activity_date,
+        hour_of_day,
+        user_name,
+        src_ip,
+        dst_ip,
+        dst_port,
+        protocol,
+        bytes
     from lake_lines
-    offset 0  -- noqa: AM09
+    where line_check is not null
+
+),
+
+{# The rest (the headers, malformed lines, rare spellings): every check in SQL, in order. #}
+sql_checked as (
+
+    select
+        dt,
+        source_file,
+        line_number,
+        raw_line,
+        read_error
+    from lake_lines
+    where line_check is null
 
 ),
 
@@ -77,17 +111,14 @@ decoded as (
         line_number,
         raw_line,
         read_error,
-        is_plain_line,
         case
-            when is_plain_line then raw_line
             when raw_line ~ '^[\x01-\x7f]*$' then raw_line
             when {{ is_valid_utf8_bytes('raw_line') }}
                 then convert_from(convert_to(raw_line, 'LATIN1'), 'UTF8')
         end as line_text
-    from lake_lines_marked
+    from sql_checked
     -- offset 0 (here, in split and in fields) evaluates each step once per line: inlined,
-    -- every use of line_text or fields[i] below would repeat the decode and the split (about
-    -- 15 times a line; staging ran 2.2x slower)
+    -- every use of line_text or fields[i] below would repeat the decode and the split
     offset 0  -- noqa: AM09
 
 ),
@@ -100,7 +131,6 @@ split as (
         line_number,
         raw_line,
         read_error,
-        is_plain_line,
         line_text,
         string_to_array(line_text, ',') as fields
     from decoded
@@ -124,22 +154,7 @@ fields as (
         fields[4] as dst_ip_text,
         fields[5] as dst_port_text,
         fields[6] as protocol,
-        fields[7] as bytes_text,
-        coalesce(
-            is_plain_line
-            and cardinality(fields) = 7
-            and btrim(fields[2]) <> '' and fields[2] = btrim(fields[2]) and length(fields[2]) <= 128
-            and {{ is_plain_ipv4('fields[3]') }}
-            and {{ is_plain_ipv4('fields[4]') }}
-            and case when fields[5] ~ '^[0-9]{1,5}$' then fields[5]::int <= 65535 else false end
-            and (fields[6] in ('tcp', 'udp', 'icmp') or fields[6] ~ '^[a-z0-9-]{1,16}$')
-            and fields[7] ~ '^[0-9]+$' and length(fields[7]) <= 13,
-            false
-        ) as has_plain_fields,
-        case
-            when {{ is_plain_iso_timestamp('fields[1]', flow_days) }} then 'iso8601'
-            when fields[1] ~ '^[0-9]{9,10}$' then 'epoch'
-        end as plain_timestamp_format
+        fields[7] as bytes_text
     from split
     offset 0  -- noqa: AM09
 
@@ -149,25 +164,17 @@ timed as (
 
     select
         *,
-        case
-            when plain_timestamp_format = 'iso8601' then start_time_text::timestamptz
-            when plain_timestamp_format = 'epoch' then to_timestamp(start_time_text::numeric)
-            else {{ parse_flow_timestamp('start_time_text') }}
-        end as started_at
+        {{ parse_flow_timestamp('start_time_text') }} as started_at
     from fields
     offset 0  -- noqa: AM09
 
 ),
 
-classified as (
+sql_classified as (
 
     select
         *,
         case
-            when
-                has_plain_fields and plain_timestamp_format is not null
-                and started_at >= dt - interval '1 day' and started_at < dt + interval '2 days'
-                then null
             when read_error is not null and raw_line is null then 'file_read_error'
             when read_error is not null then 'incomplete_line'
             when line_number = 1 and line_text = '{{ expected_header }}' then null
@@ -191,6 +198,54 @@ classified as (
         end as reject_reason
     from timed
     offset 0  -- noqa: AM09
+
+),
+
+{# Both paths, with the same columns; the casts only on data lines that passed every check
+   (their values have been checked by shape: no cast can fail). #}
+classified as (
+
+    select
+        dt,
+        source_file,
+        line_number,
+        raw_line,
+        read_error,
+        line_text,
+        reject_reason,
+        started_at,
+        timestamp_format,
+        activity_date,
+        hour_of_day,
+        user_name,
+        src_ip,
+        dst_ip,
+        dst_port,
+        protocol,
+        bytes
+    from reader_checked
+
+    union all
+
+    select
+        dt,
+        source_file,
+        line_number,
+        raw_line,
+        read_error,
+        line_text,
+        reject_reason,
+        started_at,
+        {{ flow_timestamp_format('start_time_text') }} as timestamp_format,
+        (started_at at time zone 'UTC')::date as activity_date,
+        extract(hour from started_at at time zone 'UTC')::int as hour_of_day,
+        user_name,
+        case when reject_reason is null and line_number > 1 then src_ip_text::inet end as src_ip,
+        case when reject_reason is null and line_number > 1 then dst_ip_text::inet end as dst_ip,
+        case when reject_reason is null and line_number > 1 then dst_port_text::int end as dst_port,
+        protocol,
+        case when reject_reason is null and line_number > 1 then bytes_text::bigint end as bytes
+    from sql_classified
 
 ),
 
@@ -235,13 +290,14 @@ later_copies as (
 ),
 
 {# A file whose first line is not the expected header is distrusted as a whole (its columns
-   may be in another order): its other lines are rejected too. #}
+   may be in another order): its other lines are rejected too. (First lines are checked in
+   SQL: the few SQL-checked lines are enough to find them.) #}
 distrusted_files as (
 
     select
         dt,
         source_file
-    from classified
+    from sql_classified
     where line_number = 1 and reject_reason = 'unexpected_header'
 
 ),
@@ -255,15 +311,16 @@ deduplicated as (
         classified.raw_line,
         classified.read_error,
         classified.line_text,
-        classified.start_time_text,
-        classified.user_name,
-        classified.src_ip_text,
-        classified.dst_ip_text,
-        classified.dst_port_text,
-        classified.protocol,
-        classified.bytes_text,
         classified.started_at,
-        classified.plain_timestamp_format,
+        classified.timestamp_format,
+        classified.activity_date,
+        classified.hour_of_day,
+        classified.user_name,
+        classified.src_ip,
+        classified.dst_ip,
+        classified.dst_port,
+        classified.protocol,
+        classified.bytes,
         coalesce(
             classified.reject_reason,
             case when distrusted_files.source_file is not null then 'file_has_unexpected_header' end,
@@ -284,8 +341,7 @@ flagged as (
 
     select
         *,
-        reject_reason is null and line_number > 1 as is_flow,
-        coalesce(plain_timestamp_format, {{ flow_timestamp_format('start_time_text') }}) as timestamp_format
+        reject_reason is null and line_number > 1 as is_flow
     from deduplicated
 
 ),
@@ -305,14 +361,14 @@ final as (
         case when reject_reason is not null then coalesce(line_text, raw_line, read_error) end::text as rejected_line,
         case when is_flow then started_at end as started_at,
         case when is_flow then timestamp_format end::text as timestamp_format,
-        case when is_flow then (started_at at time zone 'UTC')::date end as activity_date,
-        case when is_flow then extract(hour from started_at at time zone 'UTC')::int end as hour_of_day,
+        case when is_flow then activity_date end as activity_date,
+        case when is_flow then hour_of_day end as hour_of_day,
         case when is_flow then user_name end::text as user_name,
-        case when is_flow then src_ip_text::inet end as src_ip,
-        case when is_flow then dst_ip_text::inet end as dst_ip,
-        case when is_flow then dst_port_text::int end as dst_port,
+        case when is_flow then src_ip end as src_ip,
+        case when is_flow then dst_ip end as dst_ip,
+        case when is_flow then dst_port end as dst_port,
         case when is_flow then protocol end::text as protocol,
-        case when is_flow then bytes_text::bigint end as bytes,
+        case when is_flow then bytes end as bytes,
         '{{ run_started_at.isoformat() }}'::timestamptz as loaded_at
     from flagged
 

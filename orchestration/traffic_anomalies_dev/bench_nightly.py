@@ -1,12 +1,12 @@
-"""`traffic-anomalies bench nightly`: the whole nightly run against an in-memory pandas pipeline.
+"""`traffic-anomalies bench nightly`: the whole nightly run against in-memory pandas and DuckDB pipelines.
 
 One run writes bench/results/nightly.json and nightly.md:
 
 1. full run   the nightly (Luigi + dbt, `traffic-anomalies nightly`) on a generated lake of
               --users x --days (default 10,000 x 60, ~20 M lines), timed, with the peak memory of
               its Python processes and of the database backends serving it; and
-              bench/reference_pandas.py on the same files; their hourly counts and outliers
-              are compared.
+              bench/reference_pandas.py and bench/reference_duckdb.py on the same files;
+              the hourly counts and outliers of each are compared with the database's.
 2. incremental  one more lake day (the lake is generated with days + 1; the full run stops at
               day `days`) and the nightly for it, as a share of the full run.
 3. PCA step   traffic_anomalies_dev.bench_pca (madlib_compat vs numpy), called as it is.
@@ -188,9 +188,14 @@ def run(opts: Options) -> dict:
     ref_out = run_root(opts.schema) / "reference"
     reference = run_reference(lake, run_date, ref_out, write_counts=opts.quick)
     load.append(("after pandas", os.getloadavg()))
-    report["full_run"] = {"database": full, "pandas": reference,
-                          "time_ratio_db_over_pandas": round(full["wall_s"] / reference["wall_s"], 2)}
+    duck_out = run_root(opts.schema) / "reference_duckdb"
+    duck = run_reference(lake, run_date, duck_out, write_counts=opts.quick, tool="duckdb")
+    load.append(("after duckdb", os.getloadavg()))
+    report["full_run"] = {"database": full, "pandas": reference, "duckdb": duck,
+                          "time_ratio_db_over_pandas": round(full["wall_s"] / reference["wall_s"], 2),
+                          "time_ratio_db_over_duckdb": round(full["wall_s"] / duck["wall_s"], 2)}
     report["agreement"] = compare(opts.schema, ref_out, full_counts=opts.quick)
+    report["agreement_duckdb"] = compare(opts.schema, duck_out, full_counts=opts.quick, tool="duckdb")
     report["staging_explain"] = explain_staging(opts.schema, run_date)
     save(report, opts, load, t_bench)
 
@@ -225,6 +230,7 @@ def run(opts: Options) -> dict:
     save(report, opts, load, t_bench)
     if not opts.keep:
         shutil.rmtree(ref_out, ignore_errors=True)
+        shutil.rmtree(duck_out, ignore_errors=True)
 
     # 3. the PCA step: bench_pca as its owner wrote it
     if not opts.skip_pca:
@@ -352,6 +358,11 @@ def markdown(r: dict) -> str:
         f"| nightly (Luigi + dbt + PostgreSQL) | {full['wall_s']:.1f} s | client processes {full['memory']['client_tree_peak_rss_mb']:.0f} MB RSS; "
         f"backends {full['memory']['backends_peak_private_mb']:.0f} MB private ({full['memory']['backends_peak_rss_mb']:.0f} MB RSS incl. shared buffers) |",
         f"| pandas reference | {ref['wall_s']:.1f} s | {ref['peak_rss_mb']:.0f} MB (ru_maxrss) |",
+    ]
+    duck = r["full_run"].get("duckdb")
+    if duck:
+        lines.append(f"| DuckDB reference | {duck['wall_s']:.1f} s | {duck['peak_rss_mb']:.0f} MB (ru_maxrss) |")
+    lines += [
         "",
         f"Time ratio database / pandas: **{r['full_run']['time_ratio_db_over_pandas']}x**. "
         f"pandas stages: read + parse + count {ref['stages_s']['read_parse_count_s']:.1f} s, "
@@ -370,6 +381,21 @@ def markdown(r: dict) -> str:
     ]
     for method, o in ag["outliers"].items():
         lines.append(f"| {method} | {o['database']} | {o['pandas']} | {o['both']} |")
+    agd = r.get("agreement_duckdb")
+    if duck and agd:
+        lines += [
+            "",
+            f"DuckDB reference (the lake read with DuckDB's CSV reader, the same line rules and hourly counts, "
+            f"the same PCA window and numpy PCA): {duck['wall_s']:.1f} s, time ratio database / DuckDB "
+            f"**{r['full_run']['time_ratio_db_over_duckdb']}x** (the 2x target is against pandas). "
+            f"DuckDB stages: read + parse + count {duck['stages_s']['read_parse_count_s']:.1f} s, "
+            f"24 PCAs {duck['stages_s']['pca_s']:.1f} s. Agreement with the database: "
+            + ("**yes**" if agd["agree"] else "**no**")
+            + f" (hourly counts {agd['hourly_counts_totals']['duckdb']['rows']:,} rows / "
+            f"{agd['hourly_counts_totals']['duckdb']['flows']:,} flows; (day, hour) cells differing: "
+            f"{agd['hourly_counts_by_day_hour']['differing_cells']}; outliers equal: "
+            f"{all(o['equal'] for o in agd['outliers'].values())}).",
+        ]
     lines += [
         "",
         "### Where the time goes (full run)",

@@ -1,5 +1,6 @@
-"""The nightly benchmark's yardstick: bench/reference_pandas.py run on the same lake, the
-agreement of its hourly counts and outliers with the database run's, and the staging parse plan."""
+"""The nightly benchmark's yardsticks: bench/reference_pandas.py and bench/reference_duckdb.py
+run on the same lake, the agreement of their hourly counts and outliers with the database
+run's, and the staging parse plan."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from traffic_anomalies import PROJECT_DIR
 from traffic_anomalies_dev.bench_support import connect, query, run_root
 
 REFERENCE = PROJECT_DIR / "bench" / "reference_pandas.py"
+# the references by name: the same outputs, the lake read and counted by each tool
+REFERENCES = {"pandas": REFERENCE, "duckdb": PROJECT_DIR / "bench" / "reference_duckdb.py"}
 
 
 # --- the pandas reference ----------------------------------------------------------------------
@@ -33,11 +36,12 @@ def _reference_module():
     return module
 
 
-def run_reference(lake: Path, run_date: dt.date, out_dir: Path, write_counts: bool = False) -> dict:
-    """bench/reference_pandas.py in a subprocess; its peak RSS is that child's ru_maxrss, read by an
+def run_reference(lake: Path, run_date: dt.date, out_dir: Path, write_counts: bool = False,
+                  tool: str = "pandas") -> dict:
+    """bench/reference_<tool>.py in a subprocess; its peak RSS is that child's ru_maxrss, read by an
     intermediate interpreter that has no other child (so no other process's peak leaks in)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    ref_cmd = [sys.executable, str(REFERENCE), "--lake", str(lake), "--run-date", run_date.isoformat(),
+    ref_cmd = [sys.executable, str(REFERENCES[tool]), "--lake", str(lake), "--run-date", run_date.isoformat(),
                "--out", str(out_dir)] + (["--write-counts"] if write_counts else [])
     wrapper = (
         "import json, resource, subprocess, sys, time\n"
@@ -49,10 +53,10 @@ def run_reference(lake: Path, run_date: dt.date, out_dir: Path, write_counts: bo
     )
     done = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, cwd=PROJECT_DIR)
     if done.returncode != 0:
-        raise RuntimeError(f"reference_pandas failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"reference_{tool} failed:\n{done.stderr[-3000:]}")
     info = json.loads(done.stdout.strip().splitlines()[-1])
     if info["code"] != 0:
-        raise RuntimeError(f"reference_pandas exited {info['code']}:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"reference_{tool} exited {info['code']}:\n{done.stderr[-3000:]}")
     summary = json.loads((out_dir / "summary.json").read_text())
     return {"wall_s": info["wall_s"], "peak_rss_mb": round(info["maxrss_kb"] / 1024, 1),
             "stages_s": summary["timings_s"], "summary": summary, "out_dir": str(out_dir)}
@@ -61,8 +65,8 @@ def run_reference(lake: Path, run_date: dt.date, out_dir: Path, write_counts: bo
 # --- agreement ---------------------------------------------------------------------------------
 
 
-def compare(schema: str, reference_out: Path, full_counts: bool = False) -> dict:
-    """Hourly counts and outliers of the database run vs the pandas run."""
+def compare(schema: str, reference_out: Path, full_counts: bool = False, tool: str = "pandas") -> dict:
+    """Hourly counts and outliers of the database run vs a reference run (`tool` names its keys)."""
     ref = _reference_module()
     summary = json.loads((reference_out / "summary.json").read_text())
     report: dict[str, Any] = {}
@@ -74,7 +78,7 @@ def compare(schema: str, reference_out: Path, full_counts: bool = False) -> dict
     rc = summary["counts"]
     report["hourly_counts_totals"] = {
         "database": {"rows": db_rows, "flows": int(db_flows or 0), "days": db_days, "users": db_users},
-        "pandas": rc,
+        tool: rc,
         "equal": (db_rows, int(db_flows or 0), db_days, db_users) == (rc["rows"], rc["flows"], rc["days"], rc["users"]),
     }
     by_dh = pd.read_csv(reference_out / "counts_by_day_hour.csv")
@@ -99,7 +103,7 @@ def compare(schema: str, reference_out: Path, full_counts: bool = False) -> dict
     # components kept per hour
     db_k = dict(query(f'select hour_of_day, components_kept from "{schema}".fct_pca_summary'))
     report["components_per_hour"] = {
-        "database": [int(db_k.get(h, 0)) for h in range(24)], "pandas": summary["k_per_hour"],
+        "database": [int(db_k.get(h, 0)) for h in range(24)], tool: summary["k_per_hour"],
         "equal": [int(db_k.get(h, 0)) for h in range(24)] == summary["k_per_hour"]}
 
     # outliers
@@ -120,7 +124,7 @@ def compare(schema: str, reference_out: Path, full_counts: bool = False) -> dict
         db_components.setdefault(hour, []).append(np.asarray(vec, dtype=float)[order])
     db_components = {h: np.vstack(v) for h, v in db_components.items()}
     published = ref.published_outliers(pcas, users, db_components)
-    pd_sets = {
+    pd_sets = {  # the reference's lists
         "absolute_loading": pd_out[pd_out["method"] == "absolute_loading"],
         "published": published,
     }
@@ -137,8 +141,8 @@ def compare(schema: str, reference_out: Path, full_counts: bool = False) -> dict
         a = set(map(tuple, db_out[db_out["method"] == method][key].astype(str).to_numpy()))
         b = set(map(tuple, frame[key].astype(str).to_numpy()))
         outliers_report[method] = {
-            "database": len(a), "pandas": len(b), "both": len(a & b),
-            "only_database": sorted(a - b)[:5], "only_pandas": sorted(b - a)[:5],
+            "database": len(a), tool: len(b), "both": len(a & b),
+            "only_database": sorted(a - b)[:5], f"only_{tool}": sorted(b - a)[:5],
             "jaccard": round(len(a & b) / len(a | b), 6) if (a | b) else 1.0,
             "equal": a == b,
         }

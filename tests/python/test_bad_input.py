@@ -15,13 +15,14 @@ import datetime as dt
 import gzip
 import os
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from conftest import query
+from conftest import connect, query
 
 HEADER = "start_time,user_name,src_ip,dst_ip,dst_port,protocol,bytes"
 DAYS = [dt.date(2017, 1, 10), dt.date(2017, 1, 11), dt.date(2017, 1, 12)]
@@ -266,6 +267,39 @@ def test_every_valid_line_is_counted_once(fuzzed):
         f"select count(*), count(distinct (dt, source_file, line_number)) from {project.relation('stg_flows')}")[0]
     assert flows == distinct == sum(expected.values())
     assert query(f"select count(*) from {project.relation('stg_flows')} where user_name = 'zoë'")[0][0] > 0
+
+
+STAGED_COLUMNS = ("dt, source_file, line_number, line_status, reject_reason, rejected_line, started_at, "
+                  "timestamp_format, activity_date, hour_of_day, user_name, src_ip, dst_ip, dst_port, protocol, bytes")
+
+
+def test_the_readers_checks_give_the_rows_of_the_sql_checks(fuzzed):
+    """The lake reader checks the common line itself and hands typed columns over; staging's SQL
+    checks the rest. The same staging select over the same lines with every line left to the
+    SQL checks (the reader's columns null) gives the same rows, reason for reason."""
+    project, _, _ = fuzzed
+    lake = f'"{project.schema}_lake".flows'
+    (valid, rejected, left, total) = query(
+        f"select count(*) filter (where line_check = 'valid'), count(*) filter (where line_check <> 'valid'), "
+        f"count(*) filter (where line_check is null), count(*) from {lake} where dt <= %s", (RUN_DATE,))[0]
+    assert valid > 0 and rejected > 0 and left > 0, (valid, rejected, left)  # both paths are exercised
+    compiled = next((project.target_path / "compiled").glob("**/base/base_lake__flow_lines_shard_0.sql")).read_text()
+    select, replaced = re.subn(r'"[^"]*"\."' + re.escape(project.schema) + r'_lake"\."flows"\s+where dt in \([^)]*\)',
+                               "sql_only_lines", compiled)
+    assert replaced == 1, compiled[:2000]
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "create temporary table sql_only_lines as select dt, source_file, line_number, raw_line, read_error, "
+            "null::text as line_check, null::bigint as started_at_epoch, null::text as timestamp_format, "
+            "null::date as activity_date, null::integer as hour_of_day, null::text as user_name, null::inet as src_ip, "
+            "null::inet as dst_ip, null::integer as dst_port, null::text as protocol, null::bigint as bytes "
+            f"from {lake} where dt <= %s", (RUN_DATE,))
+        cur.execute(f"select {STAGED_COLUMNS} from ({select}) as staged order by 1, 2, 3")
+        sql_only = cur.fetchall()
+    staged = query(f"select {STAGED_COLUMNS} from {project.relation('base_lake__flow_lines')} "
+                   f"where dt <= %s order by 1, 2, 3", (RUN_DATE,))
+    assert len(staged) == total
+    assert sql_only == staged
 
 
 def test_reconciliation_with_an_independent_line_count_passed(fuzzed):

@@ -77,7 +77,7 @@ def test_stage_external_sources_dry_run_emits_gpfdist_external_tables(dbt_projec
     view = next(s for s in statements if s.startswith(f'create view {lake}."flows"'))
     # each branch carries its day as a constant, so a filter on dt prunes the other files
     assert view.count("union all") == 1
-    assert f"select '2017-01-01'::date as \"dt\", \"source_file\", \"line_number\", \"raw_line\", \"read_error\" from {lake}.\"flows__20170101\"" in view
+    assert f"select '2017-01-01'::date as \"dt\", \"source_file\", \"line_number\", \"raw_line\", \"read_error\", \"line_check\", \"started_at_epoch\", \"timestamp_format\", \"activity_date\", \"hour_of_day\", \"user_name\", \"src_ip\", \"dst_ip\", \"dst_port\", \"protocol\", \"bytes\" from {lake}.\"flows__20170101\"" in view
     assert "would stage 3 lake sources" in result.stdout and "2 partitions" in result.stdout
     # a dry run touches nothing
     assert not query("select 1 from pg_namespace where nspname = %s", (f"{dbt_project.schema}_lake",))
@@ -160,7 +160,7 @@ def test_gpfdist_line_reader_gives_the_file_fdw_rows(staged_lake, reader):
     assert days
     for day in days:
         files = sorted((lake / "flows" / f"dt={day}").glob("*.csv*"))
-        columns = "dt, source_file, line_number, raw_line, read_error"
+        columns = "dt, source_file, line_number, raw_line, read_error, line_check, started_at_epoch, timestamp_format, activity_date, hour_of_day, user_name, src_ip, dst_ip, dst_port, protocol, bytes"
         expected = query(f"select {columns} from {lake_schema}.flows where dt = %s order by 1, 2, 3", (day,))
         got = reader_rows(reader, "lines", files, columns, f"{lake_schema}.flows")
         assert got == expected, day
