@@ -5,7 +5,9 @@
       over 24 × days × users cells tested);
     * `whole_day`: the (user, day) pairs int_user_day_scores calls anomalous, at the hours of
       that day whose flows exceed the user's mean of that hour on the other days of the window
-      (the hours that made the day; a dormant user's every active hour), with the day's surprise. -#}
+      (the hours that made the day; a dormant user's every active hour), with the day's surprise;
+    * `big_flows_new_host`, `ports_one_host`, `new_hosts_one_port`: the content features of
+      int_cell_content_scores above the night's threshold for var `content_false_alarms`. -#}
 
 with
 
@@ -17,6 +19,19 @@ tails as (
         user_index,
         spike_surprise as surprise
     from {{ ref('int_cell_spike_tails') }}
+
+),
+
+content as (
+
+    select
+        feature as detector,
+        hour_of_day,
+        day_index,
+        user_index,
+        surprise
+    from {{ ref('int_cell_content_scores') }}
+    where is_flagged
 
 ),
 
@@ -132,6 +147,14 @@ flagged as (
         user_index,
         surprise
     from day_cells
+    union all
+    select
+        detector,
+        hour_of_day,
+        day_index,
+        user_index,
+        surprise
+    from content
 
 )
 
