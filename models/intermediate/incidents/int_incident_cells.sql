@@ -46,14 +46,15 @@ day_scores as (
 
 ),
 
+-- every cell with flows, as the spike scores hold them
 cells as (
 
     select
         hour_of_day,
-        row_id as day_index,
-        col_id as user_index,
-        value as flows
-    from {{ ref('int_pca_input') }}
+        day_index,
+        user_index,
+        flows
+    from {{ ref('int_cell_spike_scores') }}
 
 ),
 
