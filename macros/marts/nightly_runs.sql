@@ -90,6 +90,7 @@
     {{ return([
         'dim_days_history', 'dim_users_history', 'fct_pca_components_history', 'fct_pca_summary_history',
         'fct_user_outliers_history', 'fct_day_anomalies_history', 'fct_user_spikes_history',
+        'fct_incidents_history',
     ]) }}
 {% endmacro %}
 

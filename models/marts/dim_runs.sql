@@ -13,7 +13,7 @@
 -- depends_on: {{ ref('dim_days_history') }}, {{ ref('dim_users_history') }}
 -- depends_on: {{ ref('fct_pca_components_history') }}, {{ ref('fct_pca_summary_history') }}
 -- depends_on: {{ ref('fct_user_outliers_history') }}, {{ ref('fct_day_anomalies_history') }}
--- depends_on: {{ ref('fct_user_spikes_history') }}
+-- depends_on: {{ ref('fct_user_spikes_history') }}, {{ ref('fct_incidents_history') }}
 
 with
 
