@@ -81,6 +81,12 @@ begin
         inner join pg_namespace as n on c.relnamespace = n.oid
         where n.nspname in ({% for name in schemas %}{{ sql_string_literal(name) }}{{ ", " if not loop.last }}{% endfor %})
             and c.relkind in ('r', 'p', 'v', 'f', 'm', 'S')
+            -- a serial column's sequence follows its table's owner (and refuses its own change)
+            and not exists (
+                select 1 from pg_depend as d
+                where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype in ('a', 'i')
+                    and c.relkind = 'S'
+            )
     loop
         execute item.ddl;
     end loop;
