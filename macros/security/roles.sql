@@ -19,8 +19,8 @@
     reporting role can only read the marts (given by the marts' grants at each build).
 
       job role        LOGIN, no password here (set one out of band, or use peer/cert auth);
-                      owns <target>, <target>_lake, ta_meta and madlib_compat (created here
-                      when missing); usage on file_fdw and its server; member of
+                      owns <target>, <target>_lake, ta_meta, ta_task_history (the central
+                      scheduler's task history) and madlib_compat (created here when missing); usage on file_fdw and its server; member of
                       pg_execute_server_program, which file_fdw's `program` option needs:
                       that lets the role run any shell command as the database server's OS
                       user, the price of reading gzip'd files in place (see docs/security.md).
@@ -38,7 +38,7 @@
         {{ exceptions.raise_compiler_error("the job role and the reporting role must differ") }}
     {%- endif -%}
     {%- set schema = validated_schema_name(target.schema, 'the target schema (env TA_SCHEMA)') -%}
-    {%- set schemas = [schema, lake_schema(), 'ta_meta', 'madlib_compat'] -%}
+    {%- set schemas = [schema, lake_schema(), 'ta_meta', 'ta_task_history', 'madlib_compat'] -%}
     {%- set sql -%}
 do $$
 begin
@@ -81,6 +81,12 @@ begin
         inner join pg_namespace as n on c.relnamespace = n.oid
         where n.nspname in ({% for name in schemas %}{{ sql_string_literal(name) }}{{ ", " if not loop.last }}{% endfor %})
             and c.relkind in ('r', 'p', 'v', 'f', 'm', 'S')
+            -- a serial column's sequence follows its table's owner (and refuses its own change)
+            and not exists (
+                select 1 from pg_depend as d
+                where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype in ('a', 'i')
+                    and c.relkind = 'S'
+            )
     loop
         execute item.ddl;
     end loop;

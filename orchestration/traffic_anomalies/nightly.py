@@ -18,13 +18,9 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import traceback
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +32,9 @@ from traffic_anomalies import PROJECT_DIR, localdb
 from traffic_anomalies import tasks  # sets LUIGI_CONFIG_PATH before luigi is imported
 from traffic_anomalies import dbt as dbt_runner
 from traffic_anomalies import runstate, validation
+from traffic_anomalies.scheduler import (  # noqa: F401  (nightly.scheduler_* stay importable)
+    SCHEDULER_PORT, luigi_dir, scheduler_answers, scheduler_down, scheduler_status, scheduler_up, scheduler_url,
+)
 
 import luigi  # noqa: E402  (after tasks: see there)
 import luigi.execution_summary  # noqa: E402
@@ -43,8 +42,6 @@ from luigi.retcodes import retcode  # noqa: E402
 
 logger = logging.getLogger("traffic_anomalies.nightly")
 
-SCHEDULER_HOST = "127.0.0.1"  # luigid would listen on every interface by default
-SCHEDULER_PORT = 8082
 DEFAULT_WORKERS = 4
 # Nights of logs and artifacts kept under target/nightly/<schema>/ (option --keep-nights).
 DEFAULT_KEEP_NIGHTS = int(os.environ.get("TA_KEEP_NIGHTS") or 7)
@@ -52,106 +49,6 @@ DEFAULT_KEEP_NIGHTS = int(os.environ.get("TA_KEEP_NIGHTS") or 7)
 COUNTED_TASKS = ("BuildStaging", "BuildPcaInput", "BuildMarts")
 LAYER_PREFIXES = (("stg_", "staging"), ("int_hourly", "hourly counts"), ("int_", "intermediate"),
                   ("dim_", "marts"), ("fct_", "marts"))
-
-
-def luigi_dir() -> Path:
-    """Scheduler state, pid file and logs (TA_LUIGI_DIR moves them, e.g. for tests)."""
-    return Path(os.environ.get("TA_LUIGI_DIR", PROJECT_DIR / ".local" / "luigi")).resolve()
-
-
-# --- the central scheduler --------------------------------------------------------------------
-
-
-def scheduler_url(port: int = SCHEDULER_PORT) -> str:
-    return f"http://{SCHEDULER_HOST}:{port}/"
-
-
-def scheduler_answers(url: str, timeout_s: float = 1.0) -> bool:
-    """True when a Luigi scheduler answers its RPC API at `url` (not merely an open port)."""
-    query = urllib.parse.urlencode({"data": json.dumps({"status": "RUNNING"})})
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/api/task_list?{query}", timeout=timeout_s) as resp:
-            return "response" in json.load(resp)
-    except (OSError, ValueError):  # refused, timed out, or not Luigi's JSON: no scheduler there
-        return False
-
-
-def _pidfile(directory: Path) -> Path:
-    return directory / "luigid.pid"
-
-
-def _running_pid(directory: Path) -> int | None:
-    """The pid in our pid file if that process is still a luigid (pids get reused)."""
-    try:
-        pid = int(_pidfile(directory).read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if b"luigid" in cmdline else None
-
-
-def scheduler_up(port: int = SCHEDULER_PORT, directory: Path | None = None) -> str:
-    directory = directory or luigi_dir()
-    url = scheduler_url(port)
-    pid = _running_pid(directory)
-    if pid is not None and scheduler_answers(url):
-        return f"scheduler already up at {url} (pid {pid})"
-    if scheduler_answers(url):
-        raise RuntimeError(f"another Luigi scheduler (not ours) already answers at {url}")
-    (directory / "log").mkdir(parents=True, exist_ok=True)
-    luigid = Path(sys.executable).parent / "luigid"
-    command = [
-        str(luigid) if luigid.exists() else "luigid",
-        "--background",
-        "--address", SCHEDULER_HOST,
-        "--port", str(port),
-        "--pidfile", str(_pidfile(directory)),
-        "--logdir", str(directory / "log"),
-        "--state-path", str(directory / "state.pickle"),
-    ]
-    env = {**os.environ, "LUIGI_CONFIG_PATH": str(tasks.LUIGI_CONFIG)}
-    started = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
-    if started.returncode != 0:
-        raise RuntimeError(f"luigid failed to start:\n{started.stderr[-2000:]}")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if scheduler_answers(url) and _running_pid(directory) is not None:
-            return (
-                f"scheduler up at {url} (pid {_running_pid(directory)}); "
-                f"visualiser {url}static/visualiser/index.html; state and logs in {directory}"
-            )
-        time.sleep(0.2)
-    raise RuntimeError(f"luigid did not answer at {url} within 20 s; see {directory / 'log'}")
-
-
-def scheduler_down(directory: Path | None = None) -> str:
-    directory = directory or luigi_dir()
-    pid = _running_pid(directory)
-    if pid is None:
-        _pidfile(directory).unlink(missing_ok=True)
-        return "scheduler is not running"
-    os.kill(pid, signal.SIGTERM)  # luigid saves its state on SIGTERM
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.1)
-    if Path(f"/proc/{pid}").exists():
-        raise RuntimeError(f"luigid (pid {pid}) did not stop within 20 s")
-    _pidfile(directory).unlink(missing_ok=True)
-    return f"scheduler stopped (pid {pid})"
-
-
-def scheduler_status(port: int = SCHEDULER_PORT, directory: Path | None = None) -> tuple[bool, str]:
-    directory = directory or luigi_dir()
-    url = scheduler_url(port)
-    pid = _running_pid(directory)
-    answers = scheduler_answers(url)
-    if pid is not None and answers:
-        return True, f"scheduler up at {url} (pid {pid})"
-    if answers:
-        return True, f"a scheduler not started by us answers at {url}"
-    if pid is not None:
-        return False, f"luigid pid {pid} is running but does not answer at {url}"
-    return False, f"scheduler is down (nothing answers at {url})"
 
 
 # --- running the DAG --------------------------------------------------------------------------

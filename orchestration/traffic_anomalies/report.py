@@ -7,7 +7,8 @@ of every night's page. What the page shows and in which order is selected in SQL
 
 * tonight's residual spikes, new ones first (rpt_spikes), each with the user's day × hour
   heatmap (int_hourly_counts) and the evidence against the user's usual;
-* the lake's data quality: lines loaded and quarantined by reason, freshness (rpt_data_quality);
+* the lake's data quality: lines loaded and quarantined by reason, freshness (rpt_data_quality),
+  and how long the night's steps took (the nightly's records in ta_meta.step_state);
 * the per-hour PCA diagnostics: scree (fct_pca_components), SPE against its limit (fct_day_anomalies);
 * spikes per kept night (rpt_nights), with a link to the previous night's page.
 
@@ -60,6 +61,7 @@ class ReportData:
     components: dict[int, list[tuple[int, float, float]]]
     day_errors: dict[int, list[tuple[dt.date, float, float | None, bool]]]
     activity: dict[str, dict[tuple[dt.date, int], int]] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def heatmap_users(self) -> list[str]:
@@ -116,6 +118,36 @@ def check_one_run(cur, schema: str) -> None:
         raise ReportError(f"the marts of schema {schema!r} mix nightly runs ({shown}): rerun the nightly")
 
 
+# The night's steps as the nightly command recorded them when each finished (runstate.py): one
+# row per step, the 24 PCA hours as one row (they run in parallel: first start to last finish).
+STEP_DURATIONS = """
+    select
+        case when task_family = 'PcaHour' then 'PcaHour_00 … PcaHour_23' else step end as step,
+        count(*) as tasks,
+        min(finished_at - make_interval(secs => elapsed_s)) at time zone 'UTC' as started_at,
+        max(finished_at) at time zone 'UTC' as finished_at,
+        extract(epoch from max(finished_at) - min(finished_at - make_interval(secs => elapsed_s)))
+            as wall_s,
+        sum(elapsed_s) as busy_s,
+        string_agg(distinct run_id, ', ') as run_ids
+    from ta_meta.step_state
+    where target_schema = %s and run_date = %s and elapsed_s is not null
+    group by 1
+    order by min(finished_at - make_interval(secs => elapsed_s)), 1
+"""
+
+
+def load_step_durations(cur, schema: str, run_date: dt.date) -> list[dict[str, Any]]:
+    """How long each step of the night took; empty when the nightly command did not build it
+    (plain dbt) or its records have moved on to a later night."""
+    cur.execute("select to_regclass('ta_meta.step_state')")
+    if cur.fetchone()[0] is None:
+        return []
+    cur.execute(STEP_DURATIONS, (schema, run_date))
+    names = [column.name for column in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
 def load_report_data(conn, schema: str, max_spikes: int = MAX_SPIKES) -> ReportData:
     with conn.cursor() as cur:
         cur.execute("select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
@@ -155,6 +187,7 @@ def load_report_data(conn, schema: str, max_spikes: int = MAX_SPIKES) -> ReportD
                            " from {} where user_name = any(%s) and activity_date between %s and %s",
                            (users, days[0], days[-1])):
                 data.activity.setdefault(r["user_name"], {})[(r["activity_date"], int(r["hour_of_day"]))] = int(r["flow_count"])
+        data.steps = load_step_durations(cur, schema, days[-1])
     return data
 
 

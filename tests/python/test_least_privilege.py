@@ -88,7 +88,7 @@ def test_the_job_role_is_no_superuser_and_owns_only_the_project_schemas(built_as
     assert not (superuser or createrole or createdb)
     owned = {name for (name,) in query(
         "select nspname from pg_namespace where pg_get_userbyid(nspowner) = %s", (job,))}
-    assert owned == {project.schema, f"{project.schema}_lake", "ta_meta", "madlib_compat"}
+    assert owned == {project.schema, f"{project.schema}_lake", "ta_meta", "ta_task_history", "madlib_compat"}
     # Everything the build made is the job role's.
     others = query(
         "select c.relname, pg_get_userbyid(c.relowner) from pg_class c join pg_namespace n on n.oid = c.relnamespace "

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+import conftest
 from conftest import query
 from traffic_anomalies import PROJECT_DIR
 from traffic_anomalies import tasks  # before luigi: points Luigi at the project's luigi.cfg
@@ -511,6 +512,10 @@ def test_scheduler_up_status_down_and_web_page(tmp_path: Path, monkeypatch: pyte
         query = urllib.parse.urlencode({"data": json.dumps({"status": "DONE"})})
         listed = _get_json(f"{url}api/task_list?{query}")["response"]
         assert task.task_id in listed
+        # luigid records it in the project's database, in its own schema
+        assert conftest.query("select t.name, array_agg(e.event_name order by e.ts, e.id) from ta_task_history.tasks t "
+                     "join ta_task_history.task_events e on e.task_id = t.id where t.task_id = %s group by t.name",
+                     (task.task_id,)) == [("TinyTask", ["PENDING", "RUNNING", "DONE"])]
         with urllib.request.urlopen(f"{url}static/visualiser/index.html", timeout=5) as resp:
             assert resp.status == 200 and b"Luigi" in resp.read()
         # A failure is reported through the central scheduler too, with its message.
