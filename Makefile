@@ -32,9 +32,13 @@ demo: install
 	$(TA) demo
 
 # Every test: database up, the pytest suite (dbt build on generated lakes included), lint.
+# Two pytest workers (tests/python/conftest.py keeps a module, and modules sharing a build, on
+# one worker); then, alone, the tests that compare the whole database before and after.
+TEST_WORKERS ?= 2
 test: install
 	$(TA) db up
-	eval "$$($(TA) db env)" && $(BIN)/pytest -q
+	eval "$$($(TA) db env)" && $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not whole_database"
+	eval "$$($(TA) db env)" && $(BIN)/pytest -q -m whole_database
 	$(MAKE) --no-print-directory lint
 
 lint: install

@@ -296,6 +296,49 @@ _clean_outcomes: dict[str, tuple[str, str]] = {}
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clean_process: run in a fresh pytest process (see conftest)")
+    config.addinivalue_line("markers", "whole_database: compares the whole database before and after, so "
+                            "nothing else may write to it meanwhile (`make test` runs these after the parallel part)")
+
+
+# --- parallel runs (pytest-xdist, `make test` runs `-n 2 --dist loadgroup`) -------------------------
+#
+# Each worker is a process with its own session fixtures. A module's tests stay on one worker (its
+# module-scoped build is made once), and modules that read the same session-scoped build share a
+# worker too, so the build is made once per run (and MADlib is installed into its database by
+# one process, not two at once).
+SHARED_SESSION_BUILDS = ("nightly_reference", "sample_built", "madlib_database")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With workers (-n), the database is started and its once-per-database objects are made
+    before they start: two workers' first staging would both find the file_fdw server missing."""
+    if not getattr(session.config.option, "numprocesses", None) or hasattr(session.config, "workerinput"):
+        return
+    localdb.up()
+    localdb.apply_connection_env()
+    query("create extension if not exists file_fdw")
+    query("do $$ begin if not exists (select 1 from pg_foreign_server where srvname = 'traffic_anomalies_lake') "
+          "then create server traffic_anomalies_lake foreign data wrapper file_fdw; end if; end $$")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    modules: dict[str, set[str]] = {}
+    for item in items:
+        used = set(getattr(item, "fixturenames", ())) & set(SHARED_SESSION_BUILDS)
+        modules.setdefault(item.path.stem, set()).update(used)
+    group = {module: module for module in modules}
+
+    def root(module: str) -> str:
+        while group[module] != module:
+            module = group[module]
+        return module
+
+    for build in SHARED_SESSION_BUILDS:
+        users = sorted(module for module, used in modules.items() if build in used)
+        for module in users[1:]:
+            group[root(module)] = root(users[0])
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(root(item.path.stem)))
 
 
 def in_clean_process() -> bool:

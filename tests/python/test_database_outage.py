@@ -29,9 +29,17 @@ FAST_S = 20  # "fails fast": well before any retry loop or TCP timeout would end
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """The first free port from TA_TEST_OUTAGE_PORT on (machines running several test suites
+    at once give each its own range), else any free port."""
+    start = int(os.environ.get("TA_TEST_OUTAGE_PORT") or 0)
+    for port in range(start, start + 100) if start else [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise AssertionError(f"no free port from TA_TEST_OUTAGE_PORT={start} on")
 
 
 @dataclass

@@ -86,9 +86,11 @@ def _free(port: int) -> bool:
     return True
 
 
-def _free_ports(count: int, start: int = 7400) -> int:
-    """The first of `count` consecutive free TCP ports."""
-    for base in range(start, 9000, 10):
+def _free_ports(count: int) -> int:
+    """The first of `count` consecutive free TCP ports, from TA_TEST_GREENPLUM_PORT (default
+    7400) on: machines running several test suites at once give each its own range."""
+    start = int(os.environ.get("TA_TEST_GREENPLUM_PORT", "7400"))
+    for base in range(start, start + 1600, 10):
         if all(_free(base + i) for i in range(count)):
             return base
     raise AssertionError("no free ports for the Greenplum cluster")
@@ -101,7 +103,7 @@ def cluster() -> Iterator[Cluster]:
     assert installed.returncode == 0, installed.stderr[-3000:]
     scratch = Path(tempfile.mkdtemp(prefix="ta-greenplum-", dir="/tmp"))
     scratch.chmod(0o755)  # gpadmin must reach the data directory
-    base = _free_ports(4)  # coordinator, two segments, gpfdist
+    base = _free_ports(5)  # coordinator, two segments, two gpfdist
     data = scratch / "data"
     try:
         up = subprocess.run([str(GP_CLUSTER), "up", str(base), str(data)], capture_output=True,

@@ -20,6 +20,9 @@ import pytest
 from conftest import query
 from traffic_anomalies import PROJECT_DIR
 
+# The snapshot fixture compares every schema, relation, role and database before and after.
+pytestmark = pytest.mark.whole_database
+
 CANARY = Path(f"/tmp/ta_pwned_{uuid.uuid4().hex[:8]}")  # what an injected shell command would create
 SHELL = f"touch {CANARY}"
 

@@ -35,7 +35,14 @@ def _connect():
 @pytest.fixture(scope="module")
 def installed():
     conn = _connect()
-    conn.cursor().execute(madlib_compat_ddl())
+    cur = conn.cursor()
+    # the lock dbt's on-run-start hook takes to install it: a dbt run in another test process
+    # may be replacing the same functions (two at once fail with "tuple concurrently updated")
+    cur.execute("select pg_advisory_lock(hashtext('traffic_anomalies.madlib_compat'))")
+    try:
+        cur.execute(madlib_compat_ddl())
+    finally:
+        cur.execute("select pg_advisory_unlock(hashtext('traffic_anomalies.madlib_compat'))")
     conn.close()
     return True
 
