@@ -321,6 +321,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
           "then create server traffic_anomalies_lake foreign data wrapper file_fdw; end if; end $$")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     modules: dict[str, set[str]] = {}
     for item in items:
