@@ -11,7 +11,7 @@ of every night's page. What the page shows and in which order is selected in SQL
 * the lake's data quality: lines loaded and quarantined by reason, freshness (rpt_data_quality),
   and how long the night's steps took (the nightly's records in ta_meta.step_state);
 * the per-hour PCA diagnostics: scree (fct_pca_components), SPE against its limit (fct_day_anomalies);
-* spikes per kept night (rpt_nights), with a link to the previous night's page;
+* incidents and spikes per kept night (rpt_nights), with a link to the previous night's page;
 * tonight's residual spikes cell by cell, new ones first (rpt_spikes).
 
 Plots are drawn with matplotlib (SVG, text kept as text), the page by templates/report.html.j2.
@@ -326,22 +326,22 @@ def _round_tick(value: float, _position: int) -> str:
 
 
 def history_svg(data: ReportData) -> str:
-    """Spikes per kept night, the new ones stacked on the already reported ones."""
+    """Incidents per kept night, those the night reported first stacked on those still open."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 2.4))
     dates = [n["run_date"].isoformat() for n in data.nights]
-    new = [int(n["new_spikes"]) for n in data.nights]
-    old = [int(n["spikes"]) - v for n, v in zip(data.nights, new)]
-    ax.bar(dates, old, width=0.6, color=NORMAL, label="already reported")
+    new = [int(n["new_incidents"]) for n in data.nights]
+    old = [int(n["incidents"]) - v for n, v in zip(data.nights, new)]
+    ax.bar(dates, old, width=0.6, color=SPIKE, label="still open")
     ax.bar(dates, new, width=0.6, bottom=old, color=ANOMALY, label="new that night")
     ax.set_xlim(-0.7, max(len(dates), 7) - 0.3)  # one night is a bar, not the whole panel
     ax.set_xlabel("night (run date)")
-    ax.set_ylabel("residual spikes")
+    ax.set_ylabel("incidents")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig, "residual spikes per night")
+    return _svg(fig, "incidents per night")
 
 
 # --- the page -----------------------------------------------------------------------------------

@@ -193,7 +193,7 @@ def test_plots_have_titled_axes_and_readable_ticks_in_chromium(built):
     assert len(svgs) == len(labels) >= 4
     titles = {"flows of": {"hour of day (UTC)", "day", "flows in the hour (log scale)"},
               "scree": {"component", "variance"}, "SPE": {"day", "SPE"},
-              "residual spikes per night": {"night (run date)", "residual spikes"}}
+              "incidents per night": {"night (run date)", "incidents"}}
     seen = set()
     for label, svg in zip(labels, svgs):
         root, ticks, texts = svg_texts(svg)

@@ -235,3 +235,8 @@ def test_second_night_leads_with_its_new_incidents_then_the_still_open_ones(nigh
     assert second - first and second & first, "the lake injects incidents on both nights"
     tags = [c["tag"] for c in cards]
     assert tags == sorted(tags)  # "new" < "still open": new tonight first
+    # the history panel counts both nights the same way
+    html = nights.page(SECOND).read_text(encoding="utf-8")
+    shown = {cells[0]: (int(cells[1]), int(cells[2])) for cells in
+             (_cells(r) for r in re.findall(r'<tr class="night">(.*?)</tr>', html, flags=re.S))}
+    assert shown == {FIRST.isoformat(): (len(first), len(first)), SECOND.isoformat(): (len(second), len(second - first))}
