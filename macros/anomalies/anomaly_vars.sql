@@ -92,3 +92,15 @@
     {%- endif -%}
     {{ return(value | float) }}
 {% endmacro %}
+
+
+{#- Var `content_false_alarms` (default 0.25): the normal (hour, day, user) cells the content
+    features (int_cell_content_scores) may flag per night; its threshold is fitted to deliver
+    it (tail_fit_threshold). -#}
+{% macro content_false_alarms() %}
+    {%- set value = var('content_false_alarms', 0.25) -%}
+    {%- if value is not number or value is boolean or value <= 0 or value >= 1 -%}
+        {{ exceptions.raise_compiler_error("content_false_alarms must be a number in (0, 1), got: " ~ (value | tojson)) }}
+    {%- endif -%}
+    {{ return(value | float) }}
+{% endmacro %}

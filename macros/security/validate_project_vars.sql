@@ -47,6 +47,7 @@
     {%- do spe_confidence() -%}
     {%- do spike_false_alarms() -%}
     {%- do day_false_alarms() -%}
+    {%- do content_false_alarms() -%}
     {%- do component_selection('outlier_components', 3) -%}
     {%- do spe_component_selection() -%}
     {%- if var('gpfdist_url', none) is not none -%}

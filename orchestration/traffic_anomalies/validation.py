@@ -150,7 +150,8 @@ def _k_or_proportion(name: str) -> Callable[[Any], None]:
 
 
 def _open_interval(name: str, low: float, high: float) -> Callable[[Any], None]:
-    """anomaly_vars.sql outlier_threshold, spe_confidence, spike_false_alarms, day_false_alarms."""
+    """anomaly_vars.sql outlier_threshold, spe_confidence, spike_false_alarms, day_false_alarms,
+    content_false_alarms."""
 
     def check(value: Any) -> None:
         if not _is_number(value) or isinstance(value, bool) or value <= low or value >= high:
@@ -278,6 +279,7 @@ VAR_RULES: dict[str, Callable[[Any], None]] = {
     "spe_components": _k_or_proportion("spe_components"),
     "spike_false_alarms": _open_interval("spike_false_alarms", 0, 1),
     "day_false_alarms": _open_interval("day_false_alarms", 0, 1),
+    "content_false_alarms": _open_interval("content_false_alarms", 0, 1),
     "reporting_role": _reporting_role,
     "history_nights": _history_nights,
     "run_id": _run_id,

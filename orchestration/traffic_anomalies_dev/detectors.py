@@ -5,6 +5,11 @@
 * ``whole_day``         int_user_day_scores: every hour with flows of the (user, day) pairs whose
                         whole-day count is anomalous against the user's other days (cell grain;
                         the day is the finding, its hours are what the truth labels);
+* ``content``           int_cell_content_scores: the cells whose content features (big flows to
+                        new hosts, ports of one host, new hosts on one port) exceed the night's
+                        threshold for var content_false_alarms (cell grain);
+* ``incidents``         fct_incidents: every hour of every incident, i.e. the cells any of the
+                        detectors above flagged (cell grain);
 * ``published``         fct_user_outliers, method published: positive loadings > 0.1 on a kept
                         component, as first published (pair grain: one PCA per hour, no day);
 * ``absolute_loading``  fct_user_outliers, method absolute_loading (pair grain);
@@ -28,6 +33,8 @@ from traffic_anomalies_dev.scoring import Detections, Window
 GRAINS: dict[str, str] = {
     "residual_spike": "cell",
     "whole_day": "cell",
+    "content": "cell",
+    "incidents": "cell",
     "published": "pair",
     "absolute_loading": "pair",
     "spe_top_user": "cell",
@@ -94,6 +101,14 @@ def read(schema: str) -> tuple[dict[str, Detections], Window]:
                  f'on cells.col_id = scores.user_index and cells.row_id = scores.day_index and cells.value > 0 '
                  f'where scores.is_anomalous')
     found["whole_day"] = Detections("cell", *_cells_and_first([(u, str(d), h, s) for u, d, h, s in woken]))
+    content = rows(f'select users.user_name, days.activity_date, scores.hour_of_day, max(scores.surprise) '
+                   f'from "{schema}".int_cell_content_scores as scores '
+                   f'join "{schema}".int_pca_users as users on users.user_index = scores.user_index '
+                   f'join "{schema}".int_pca_days as days on days.day_index = scores.day_index '
+                   f'where scores.is_flagged group by 1, 2, 3')
+    found["content"] = Detections("cell", *_cells_and_first([(u, str(d), h, s) for u, d, h, s in content]))
+    incidents = rows(f'select user_name, activity_date, unnest(hours), score from "{schema}".fct_incidents')
+    found["incidents"] = Detections("cell", *_cells_and_first([(u, str(d), h, s) for u, d, h, s in incidents]))
     tops = rows(f'select top_user_name, activity_date, hour_of_day, spe_ratio from "{schema}".fct_day_anomalies '
                 f"where is_anomalous and top_user_name is not null")
     found["spe_top_user"] = Detections("cell", *_cells_and_first([(u, str(d), h, r) for u, d, h, r in tops]))

@@ -53,7 +53,8 @@ DEFAULT_SCENARIOS: tuple[tuple[str, float, int], ...] = (
 DEFAULT_SEEDS: tuple[int, ...] = tuple(range(1, 9))
 CALIBRATION_SEEDS: tuple[int, ...] = tuple(range(101, 109))
 # The detectors' thresholds as the project declares them; evaluate never changes them.
-FROZEN_VARS: tuple[str, ...] = ("spike_false_alarms", "day_false_alarms", "outlier_threshold",
+FROZEN_VARS: tuple[str, ...] = ("spike_false_alarms", "day_false_alarms", "content_false_alarms",
+                                 "outlier_threshold",
                                  "outlier_components", "spe_confidence", "spe_components", "pca_components")
 
 
@@ -121,7 +122,7 @@ def run_one(scenario: Scenario, seed: int, *, users: int, days: int, window_days
         dbt_vars = {"lake_root": str(lake_dir), "pca_window_days": window_days}
         _dbt(["run-operation", "stage_external_sources"], schema=schema, dbt_vars=dbt_vars, target_path=target_path)
         _dbt(["build", "--select", "+fct_user_outliers", "+fct_day_anomalies", "+fct_user_spikes", "+dim_days",
-              "+dim_users", "+int_user_day_scores", "--exclude", "test_type:data"],
+              "+dim_users", "+int_user_day_scores", "+fct_incidents", "--exclude", "test_type:data"],
              schema=schema, dbt_vars=dbt_vars, target_path=target_path)
         found, window = detectors.read(schema)
         if window.days != window_days:

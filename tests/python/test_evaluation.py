@@ -99,7 +99,7 @@ def test_the_report_starts_with_a_summary_per_detector_and_scenario(database, tm
     assert not report["failed_runs"], report["failed_runs"]
     assert next(iter(report)) == "summary"
     summary = report["summary"]
-    assert set(summary) == {"residual_spike", "whole_day", "published", "absolute_loading", "spe_top_user",
+    assert set(summary) == {"residual_spike", "whole_day", "content", "incidents", "published", "absolute_loading", "spe_top_user",
                             "zscore_gt_5", "zscore_gt_10", "noise_ceiling"}
     for name, detector in summary.items():
         assert detector["clean_lakes"] == 1 and detector["false_pairs_per_clean_lake"] is not None, name

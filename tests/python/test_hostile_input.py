@@ -47,6 +47,8 @@ HOSTILE_VARS: list[tuple[dict, str]] = [
     ({"spike_false_alarms": "0.25) or (true"}, "spike_false_alarms must"),
     ({"day_false_alarms": "0.25 or true"}, "day_false_alarms must"),
     ({"day_false_alarms": 1}, "day_false_alarms must"),
+    ({"content_false_alarms": "0.25 or true"}, "content_false_alarms must"),
+    ({"content_false_alarms": 0}, "content_false_alarms must"),
     ({"outlier_components": "3; delete from x"}, "outlier_components must"),
     ({"gpfdist_url": "gpfdist://etl:8081/x'; drop table y; --"}, "gpfdist_url must"),
     ({"reporting_role": "x; drop role postgres"}, "reporting_role must"),
@@ -177,7 +179,8 @@ PLAIN_VARS = {"run_date": "2017-01-10", "reload_dates": ["2017-01-09"], "lake_da
               "pca_backend": "compat", "engine": "postgres", "outlier_threshold": 0.2, "spe_confidence": 0.99,
               "spe_components": 2, "outlier_components": 0.8, "reporting_role": "ta_reporting"}
 EDGE_VARS = {"pca_window_days": 2, "pca_components": 1.0, "spe_components": 0.9, "outlier_components": 5,
-             "spike_false_alarms": 0.001, "day_false_alarms": 0.999, "staging_tests_scope": "all", "reload_dates": "2016-02-29",
+             "spike_false_alarms": 0.001, "day_false_alarms": 0.999, "content_false_alarms": 0.5,
+             "staging_tests_scope": "all", "reload_dates": "2016-02-29",
              "lake_schema": "raw_lake", "gpfdist_url": ["gpfdist://etl-1:8081", "gpfdists://etl-2"], "dry_run": True,
              "history_nights": 1, "run_id": "2017-01-10T02:30:00.a1b2"}
 

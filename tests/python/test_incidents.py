@@ -8,6 +8,11 @@
   recomputed here with numpy from the lake's own CSV files.
 * The next night reports it again under the same id, not new: its first run stays the first
   night's.
+* A lake with a port scan (5 sigma), an off-hours burst (3 sigma) and a dormant user waking up
+  (5 sigma): each is an incident with its injected hours, of its kind, and the content
+  features of the scan's cell (ports of one host, new hosts on one port, big flows to new
+  hosts) are those recomputed here from the user's staged flows; the content tails are the
+  exact negative-binomial tails (summed in Python, as test_detection does for the counts).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import pytest
 
 from conftest import query
+from test_detection import _nb_upper_tail
 
 SEED = 1
 START = dt.date(2017, 2, 1)
@@ -112,3 +118,96 @@ def test_the_evidence_is_the_users_own_flows(two_nights):
     assert size == volumes[-1, hours].sum()
     assert usual_flows == pytest.approx(counts[others][:, hours].sum() / (days - 1), rel=1e-9)
     assert flows > 3 * usual_flows, row
+
+
+KINDS = {"port_scan": "port_scan", "off_hours": "off_hours", "dormant_wakeup": "dormant_wake_up"}
+
+
+@pytest.fixture(scope="module")
+def mixed(database, tmp_path_factory, lake_dir_factory):
+    from conftest import DbtProject, drop_schemas, new_schema
+    from traffic_anomalies_dev.lake import AnomalySpec, generate_lake
+
+    lake = generate_lake(
+        lake_dir_factory("mixed"), users=30, days=21, start=START, seed=SEED, clean=True,
+        anomalies=[AnomalySpec("port_scan", 5, 1), AnomalySpec("off_hours", 3, 1), AnomalySpec("dormant_wakeup", 5, 1)],
+    )
+    project = DbtProject(schema=new_schema("m"), target_path=tmp_path_factory.mktemp("target"))
+    lake_root = str(Path(lake.out_dir).resolve())
+    vars = {"lake_root": lake_root, "run_id": "mixed"}
+    project.run("run-operation", "stage_external_sources", vars=vars)
+    project.run("seed", vars=vars)
+    project.run("build", "--select", "+fct_incidents", "--exclude", "resource_type:seed", vars=vars)
+    yield project, lake.ground_truth
+    drop_schemas(project.schema)
+
+
+def test_each_injected_anomaly_is_an_incident_of_its_kind(mixed):
+    project, truth = mixed
+    incidents = {
+        (user, str(day)): (hours, kind, detectors)
+        for user, day, hours, kind, detectors in query(
+            f"select user_name, activity_date, hours, kind, detectors from {project.relation('fct_incidents')}"
+        )
+    }
+    injected: dict[tuple[str, str], tuple[set[int], str]] = {}
+    for row in truth:
+        hours, _ = injected.setdefault((row.user_name, row.day), (set(), row.kind))
+        hours.add(row.hour)
+    assert len(injected) == 3
+    for key, (hours, kind) in injected.items():
+        assert key in incidents, (key, incidents)
+        found_hours, found_kind, detectors = incidents[key]
+        assert hours <= set(found_hours), (key, hours, incidents[key])
+        assert found_kind == KINDS[kind], (key, kind, incidents[key])
+        if kind == "port_scan":
+            assert "ports_one_host" in detectors, incidents[key]
+
+
+def test_the_scans_content_features_are_its_flows(mixed):
+    project, truth = mixed
+    (scan,) = [row for row in truth if row.kind == "port_scan"]
+    window = query(f"select min(activity_date), max(activity_date) from {project.relation('int_pca_days')}")[0]
+    flows = query(
+        f"select activity_date::text, hour_of_day, host(dst_ip), dst_port, bytes from {project.relation('stg_flows')} "
+        f"where user_name = %s and activity_date between %s and %s",
+        (scan.user_name, *window),
+    )
+    host_days: dict[str, set[str]] = {}
+    for day, _, host, _, _ in flows:
+        host_days.setdefault(host, set()).add(day)
+    cell = [(host, port, size) for day, hour, host, port, size in flows if (day, hour) == (scan.day, scan.hour)]
+    new = {host for host, _, _ in cell if host_days[host] == {scan.day}}
+    ports_of = {host: {p for h, p, _ in cell if h == host} for host, _, _ in cell}
+    new_on = {port: {h for h, p, _ in cell if p == port and h in new} for _, port, _ in cell if port not in (80, 443)}
+    expected = (
+        int(np.sum([size > 51200 and host in new for host, _, size in cell])),
+        max(len(ports) for ports in ports_of.values()) - 1,
+        max((len(hosts) for hosts in new_on.values()), default=0),
+    )
+    found = query(
+        f"select big_flows_new_host, ports_one_host, new_hosts_one_port "
+        f"from {project.relation('int_cell_content_features')} as features "
+        f"join {project.relation('int_pca_users')} as users using (user_index) "
+        f"join {project.relation('int_pca_days')} as days using (day_index) "
+        f"where users.user_name = %s and days.activity_date = %s and features.hour_of_day = %s",
+        (scan.user_name, scan.day, scan.hour),
+    )
+    assert found == [expected], (found, expected)
+    assert expected[1] >= 3  # a scan: several ports of one host
+
+
+def test_content_tail_probabilities_are_the_exact_negative_binomial_tails(mixed):
+    project, _ = mixed
+    scored = query(
+        f"select feature_value, expected_value, dispersion, tail_probability "
+        f"from {project.relation('int_cell_content_scores')} where tail_probability < 1 "
+        f"order by tail_probability, feature, hour_of_day, day_index, user_index"
+    )
+    assert len(scored) > 20
+    for value, mean, dispersion, p in scored[:5] + scored[5::max(1, len(scored) // 30)]:
+        expected = _nb_upper_tail(int(value), mean, dispersion)
+        if expected > 1e-9:
+            assert p == pytest.approx(expected, rel=1e-7), (value, mean, dispersion)
+        else:
+            assert expected * (1 - 1e-9) <= p <= expected * 50, (value, mean, dispersion, p, expected)

@@ -11,7 +11,10 @@
 
     The tail is summed exactly by the macro negative_binomial_tail (one row per flow). Only
     counts above E are summed; the others have p above one half and a surprise of 0 here (they
-    never reach the tail that the threshold is fitted on). -#}
+    never reach the tail that the threshold is fitted on).
+
+    It carries the scores' columns (expected_flows, spike_score) beside the tail, so that what
+    reads the cells (fct_user_spikes_history) reads them here alone. -#}
 
 with
 
@@ -24,6 +27,7 @@ scores as (
         flows,
         expected_flows,
         user_dispersion,
+        spike_score,
         tested_expected_flows
     from {{ ref('int_cell_spike_scores') }}
 
@@ -56,6 +60,8 @@ final as (
         scores.day_index,
         scores.user_index,
         scores.flows,
+        scores.expected_flows,
+        scores.spike_score,
         scores.tested_expected_flows,
         scores.user_dispersion,
         coalesce(tails.tail_probability, 1) as tail_probability,
@@ -79,6 +85,8 @@ select
     day_index,
     user_index,
     flows,
+    expected_flows,
+    spike_score,
     tested_expected_flows,
     user_dispersion,
     tail_probability,

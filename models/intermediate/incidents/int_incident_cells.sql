@@ -5,7 +5,11 @@
       over 24 × days × users cells tested);
     * `whole_day`: the (user, day) pairs int_user_day_scores calls anomalous, at the hours of
       that day whose flows exceed the user's mean of that hour on the other days of the window
-      (the hours that made the day; a dormant user's every active hour), with the day's surprise. -#}
+      (the hours that made the day; a dormant user's every active hour), with the day's surprise,
+      unless the hours the hourly detectors below flagged that day hold at least half of the
+      day's excess over its expectation (the day is then theirs: a spike raises its day too);
+    * `big_flows_new_host`, `ports_one_host`, `new_hosts_one_port`: the content features of
+      int_cell_content_scores above the night's threshold for var `content_false_alarms`. -#}
 
 with
 
@@ -20,25 +24,41 @@ tails as (
 
 ),
 
+content as (
+
+    select
+        feature as detector,
+        hour_of_day,
+        day_index,
+        user_index,
+        surprise
+    from {{ ref('int_cell_content_scores') }}
+    where is_flagged
+
+),
+
 day_scores as (
 
     select
         user_index,
         day_index,
+        day_flows,
+        expected_day_flows,
         day_surprise
     from {{ ref('int_user_day_scores') }}
     where is_anomalous
 
 ),
 
+-- every cell with flows, as the spike scores hold them
 cells as (
 
     select
         hour_of_day,
-        row_id as day_index,
-        col_id as user_index,
-        value as flows
-    from {{ ref('int_pca_input') }}
+        day_index,
+        user_index,
+        flows
+    from {{ ref('int_cell_spike_scores') }}
 
 ),
 
@@ -93,6 +113,39 @@ hour_totals as (
 
 ),
 
+hourly_flagged as (
+
+    select
+        hour_of_day,
+        day_index,
+        user_index
+    from spike_cells
+    union
+    select
+        hour_of_day,
+        day_index,
+        user_index
+    from content
+
+),
+
+-- the flows of the hours the hourly detectors flagged, per (user, day)
+explained as (
+
+    select
+        hourly_flagged.user_index,
+        hourly_flagged.day_index,
+        sum(cells.flows) as flagged_flows
+    from hourly_flagged
+    inner join cells
+        on
+            hourly_flagged.hour_of_day = cells.hour_of_day
+            and hourly_flagged.day_index = cells.day_index
+            and hourly_flagged.user_index = cells.user_index
+    group by hourly_flagged.user_index, hourly_flagged.day_index
+
+),
+
 day_cells as (
 
     select
@@ -110,8 +163,16 @@ day_cells as (
         on
             cells.user_index = hour_totals.user_index
             and cells.hour_of_day = hour_totals.hour_of_day
+    left join explained
+        on
+            day_scores.user_index = explained.user_index
+            and day_scores.day_index = explained.day_index
     -- above the mean of the same hour on the other days of the window
-    where cells.flows * greatest((select count(*) from days) - 1, 1) > hour_totals.hour_flows - cells.flows
+    where
+        cells.flows * greatest((select count(*) from days) - 1, 1) > hour_totals.hour_flows - cells.flows
+        -- a day whose excess the hourly detectors' hours hold for the most part is theirs (a
+        -- spike raises its day too): its other hours are not part of the incident
+        and coalesce(explained.flagged_flows, 0) < 0.5 * (day_scores.day_flows - day_scores.expected_day_flows)
 
 ),
 
@@ -132,6 +193,14 @@ flagged as (
         user_index,
         surprise
     from day_cells
+    union all
+    select
+        detector,
+        hour_of_day,
+        day_index,
+        user_index,
+        surprise
+    from content
 
 )
 

@@ -3,10 +3,12 @@
     kind guess (seed anomaly_kinds) and the evidence an analyst checks first: flows and bytes in
     those hours against the user's usual for them (the mean of the same hours on the user's
     other days of the window), the top destinations and ports of those hours.
-    Kind, first rule that holds: a whole-day anomaly whose usual traffic is under a tenth of
-    the day's is a dormant user waking up; flagged hours that are usually near silent (under
-    half a flow each, for a user whose usual day has at least 24 flows) are off-hours; any other
-    spike is a spike; a whole-day anomaly alone is volume. -#}
+    Kind, first rule that holds: many ports of one host is a port scan; a whole-day anomaly
+    whose usual traffic is under a tenth of the day's is a dormant user waking up; hours
+    flagged by an hourly detector that are usually near silent (each under half a flow and
+    under a quarter of the user's mean hour) are off-hours; many new hosts on one port is a
+    port scan; a count spike is a spike; big flows to new hosts alone are a new destination; a
+    whole-day anomaly alone is volume. -#}
 
 with
 
@@ -260,16 +262,19 @@ incidents as (
         top_destinations.top_destinations,
         top_ports.top_ports,
         case
+            when 'ports_one_host' = any(by_detectors.detectors) then 'port_scan'
             when
                 'whole_day' = any(by_detectors.detectors)
                 and by_hours.usual_flows < 0.1 * by_hours.flows
                 then 'dormant_wake_up'
             when
-                'residual_spike' = any(by_detectors.detectors)
-                and by_hours.most_usual_hour_flows < 0.5
-                and coalesce(user_days.usual_day_flows, 0) >= 24
+                by_detectors.detectors <> array['whole_day']
+                and by_hours.most_usual_hour_flows
+                < least(0.5, 0.25 * coalesce(user_days.usual_day_flows, 0) / 24)
                 then 'off_hours'
+            when 'new_hosts_one_port' = any(by_detectors.detectors) then 'port_scan'
             when 'residual_spike' = any(by_detectors.detectors) then 'spike'
+            when 'big_flows_new_host' = any(by_detectors.detectors) then 'new_destination'
             else 'volume'
         end as kind
     from by_hours

@@ -8,7 +8,7 @@
 
 with
 
-scores as (
+tails as (
 
     select
         hour_of_day,
@@ -17,17 +17,7 @@ scores as (
         flows,
         expected_flows,
         user_dispersion,
-        spike_score
-    from {{ ref('int_cell_spike_scores') }}
-
-),
-
-tails as (
-
-    select
-        hour_of_day,
-        day_index,
-        user_index,
+        spike_score,
         tested_expected_flows,
         tail_probability,
         spike_surprise as surprise
@@ -95,15 +85,15 @@ fitted as (
 flagged as (
 
     select
-        scores.hour_of_day,
+        tails.hour_of_day,
         days.activity_date,
-        scores.day_index,
+        tails.day_index,
         users.user_name,
-        scores.user_index,
-        scores.flows,
-        scores.expected_flows,
-        scores.user_dispersion,
-        scores.spike_score,
+        tails.user_index,
+        tails.flows,
+        tails.expected_flows,
+        tails.user_dispersion,
+        tails.spike_score,
         limits.spike_threshold,
         limits.tested_cells,
         tails.tested_expected_flows,
@@ -112,19 +102,14 @@ flagged as (
         fitted.surprise_threshold,
         fitted.tail_scale as surprise_tail_scale,
         row_number() over (
-            partition by scores.hour_of_day
-            order by tails.surprise desc, scores.spike_score desc, days.activity_date asc, users.user_name asc
+            partition by tails.hour_of_day
+            order by tails.surprise desc, tails.spike_score desc, days.activity_date asc, users.user_name asc
         ) as rank_in_hour
-    from scores
-    inner join tails
-        on
-            scores.hour_of_day = tails.hour_of_day
-            and scores.day_index = tails.day_index
-            and scores.user_index = tails.user_index
+    from tails
     cross join limits
     cross join fitted
-    inner join days on scores.day_index = days.day_index
-    inner join users on scores.user_index = users.user_index
+    inner join days on tails.day_index = days.day_index
+    inner join users on tails.user_index = users.user_index
     where tails.surprise > fitted.surprise_threshold
 
 )
