@@ -5,12 +5,14 @@
 no external asset: it opens offline and can be mailed) and `target/report/index.html`, the list
 of every night's page. What the page shows and in which order is selected in SQL:
 
-* tonight's residual spikes, new ones first (rpt_spikes), each with the user's day × hour
-  heatmap (int_hourly_counts) and the evidence against the user's usual;
+* tonight's incidents, new ones first, then those still open (rpt_incidents), each with the
+  user's day × hour heatmap (int_hourly_counts), the evidence against the user's usual and the
+  detectors that fired;
 * the lake's data quality: lines loaded and quarantined by reason, freshness (rpt_data_quality),
   and how long the night's steps took (the nightly's records in ta_meta.step_state);
 * the per-hour PCA diagnostics: scree (fct_pca_components), SPE against its limit (fct_day_anomalies);
-* spikes per kept night (rpt_nights), with a link to the previous night's page.
+* incidents and spikes per kept night (rpt_nights), with a link to the previous night's page;
+* tonight's residual spikes cell by cell, new ones first (rpt_spikes).
 
 Plots are drawn with matplotlib (SVG, text kept as text), the page by templates/report.html.j2.
 """
@@ -30,13 +32,14 @@ from traffic_anomalies import PROJECT_DIR
 
 DEFAULT_SCHEMA = "traffic"
 MAX_SPIKES = 30          # rows of the spike table
-MAX_HEATMAPS = 8         # users with a heatmap (those of the first rows)
+MAX_INCIDENTS = 12       # incidents shown, each with its user's heatmap
 PACKAGE = "traffic_anomalies"
 # Docs pages are linked relative to the report: target/report/<date>/index.html -> target/index.html
 DOCS_INDEX = "../../index.html"
-REQUIRED = ("rpt_spikes", "rpt_nights", "rpt_data_quality", "dim_days", "dim_users", "int_hourly_counts",
-            "fct_pca_components", "fct_day_anomalies", "fct_user_spikes")
-ONE_RUN = ("dim_days", "dim_users", "fct_pca_components", "fct_day_anomalies", "fct_user_spikes", "rpt_spikes")
+REQUIRED = ("rpt_spikes", "rpt_nights", "rpt_data_quality", "rpt_incidents", "dim_days", "dim_users",
+            "int_hourly_counts", "fct_pca_components", "fct_day_anomalies", "fct_user_spikes", "fct_incidents")
+ONE_RUN = ("dim_days", "dim_users", "fct_pca_components", "fct_day_anomalies", "fct_user_spikes", "rpt_spikes",
+           "fct_incidents", "rpt_incidents")
 
 # Okabe–Ito, colour-blind safe
 NORMAL, ANOMALY, CUMULATIVE, LIMIT, SPIKE = "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#000000"
@@ -62,15 +65,23 @@ class ReportData:
     day_errors: dict[int, list[tuple[dt.date, float, float | None, bool]]]
     activity: dict[str, dict[tuple[dt.date, int], int]] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    incident_count: int = 0
+    new_incident_count: int = 0
 
     @property
     def heatmap_users(self) -> list[str]:
-        """Users of the first rows, in the order of the rows, at most MAX_HEATMAPS."""
-        users: list[str] = []
-        for row in self.spikes:
-            if row["user_name"] not in users:
-                users.append(row["user_name"])
-        return users[:MAX_HEATMAPS]
+        """Users of the incidents shown, in their order."""
+        return list(dict.fromkeys(row["user_name"] for row in self.incidents))
+
+    @property
+    def incident_anchors(self) -> dict[tuple[str, dt.date], str]:
+        """(user, day) -> the id of its incident's card, for links from the spike table."""
+        return {(row["user_name"], row["activity_date"]): incident_anchor(row) for row in self.incidents}
+
+
+def incident_anchor(row: dict[str, Any]) -> str:
+    return f"incident-{row['activity_date']}-{row['user_name']}"
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -181,6 +192,10 @@ def load_report_data(conn, schema: str, max_spikes: int = MAX_SPIKES) -> ReportD
                  None if r["spe_threshold"] is None else float(r["spe_threshold"]), bool(r["is_anomalous"])))
         data = ReportData(schema, days, int(user_count), spikes, int(totals["n"]), int(totals["new"]), quality,
                           nights, components, day_errors)
+        counted = _rows(cur, schema, "rpt_incidents", "select count(*) as n, count(*) filter (where is_new) as new from {}")[0]
+        data.incident_count, data.new_incident_count = int(counted["n"]), int(counted["new"])
+        data.incidents = _rows(cur, schema, "rpt_incidents", "select * from {} where report_rank <= %s order by report_rank",
+                               (MAX_INCIDENTS,))
         users = data.heatmap_users
         if users:
             for r in _rows(cur, schema, "int_hourly_counts", "select user_name, activity_date, hour_of_day, flow_count"
@@ -223,15 +238,16 @@ def _svg(fig, label: str, full_width: bool = False) -> str:
     return text.replace("<svg ", f'<svg class="plot" role="img" aria-label="{label}" style="{size};height:auto" ', 1)
 
 
-def heatmap_svg(user: str, data: ReportData) -> str:
-    """The user's flows per day (rows) and hour (columns), log colour scale; spikes ringed."""
+def heatmap_svg(user: str, data: ReportData, incident: dict[str, Any] | None = None) -> str:
+    """The user's flows per day (rows) and hour (columns), log colour scale; the incident's hours
+    ringed (orange: new tonight, black: still open)."""
     import numpy as np
     from matplotlib.colors import LogNorm
 
     plt = _pyplot()
     cells = data.activity.get(user, {})
     grid = np.array([[cells.get((day, hour), 0) for hour in range(24)] for day in data.days], dtype=float)
-    fig, ax = plt.subplots(figsize=(9.5, 0.6 + 0.16 * len(data.days)))
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.14 * len(data.days)))
     image = ax.imshow(np.where(grid > 0, grid, np.nan), aspect="auto", cmap="Blues",
                       norm=LogNorm(vmin=1, vmax=max(2.0, grid.max())), interpolation="nearest")
     ax.set_facecolor("#f4f4f4")
@@ -241,9 +257,11 @@ def heatmap_svg(user: str, data: ReportData) -> str:
     ax.set_yticks(rows, [data.days[i].isoformat() for i in rows])
     ax.set_xlabel("hour of day (UTC)")
     ax.set_ylabel("day")
-    for row in (r for r in data.spikes if r["user_name"] == user and r["activity_date"] in data.days):
-        ax.add_patch(plt.Rectangle((row["hour_of_day"] - 0.5, data.days.index(row["activity_date"]) - 0.5), 1, 1,
-                                   fill=False, edgecolor=ANOMALY if row["is_new"] else SPIKE, linewidth=2))
+    if incident is not None and incident["activity_date"] in data.days:
+        row = data.days.index(incident["activity_date"])
+        for hour in incident["hours"]:
+            ax.add_patch(plt.Rectangle((hour - 0.5, row - 0.5), 1, 1, fill=False,
+                                       edgecolor=ANOMALY if incident["is_new"] else SPIKE, linewidth=2))
     from matplotlib.ticker import LogLocator, StrMethodFormatter
 
     bar = fig.colorbar(image, ax=ax, label="flows in the hour (log scale)", pad=0.01)
@@ -308,22 +326,22 @@ def _round_tick(value: float, _position: int) -> str:
 
 
 def history_svg(data: ReportData) -> str:
-    """Spikes per kept night, the new ones stacked on the already reported ones."""
+    """Incidents per kept night, those the night reported first stacked on those still open."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 2.4))
     dates = [n["run_date"].isoformat() for n in data.nights]
-    new = [int(n["new_spikes"]) for n in data.nights]
-    old = [int(n["spikes"]) - v for n, v in zip(data.nights, new)]
-    ax.bar(dates, old, width=0.6, color=NORMAL, label="already reported")
+    new = [int(n["new_incidents"]) for n in data.nights]
+    old = [int(n["incidents"]) - v for n, v in zip(data.nights, new)]
+    ax.bar(dates, old, width=0.6, color=SPIKE, label="still open")
     ax.bar(dates, new, width=0.6, bottom=old, color=ANOMALY, label="new that night")
     ax.set_xlim(-0.7, max(len(dates), 7) - 0.3)  # one night is a bar, not the whole panel
     ax.set_xlabel("night (run date)")
-    ax.set_ylabel("residual spikes")
+    ax.set_ylabel("incidents")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig, "residual spikes per night")
+    return _svg(fig, "incidents per night")
 
 
 # --- the page -----------------------------------------------------------------------------------
@@ -341,10 +359,9 @@ def render_html(data: ReportData, date: str, previous: str | None,
     env = jinja2.Environment(loader=jinja2.PackageLoader(PACKAGE, "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
                              trim_blocks=True, lstrip_blocks=True)
-    users = data.heatmap_users
     return env.get_template("report.html.j2").render(
         data=data, date=date, previous=previous, docs_link=docs_link, docs_index=DOCS_INDEX,
-        users=[(user, heatmap_svg(user, data)) for user in users],
+        incidents=[(row, incident_anchor(row), heatmap_svg(row["user_name"], data, row)) for row in data.incidents],
         scree=scree_svg(data), spe=spe_svg(data), history=history_svg(data) if data.nights else None,
         colours={"new": ANOMALY, "old": SPIKE},
         generated_at=(generated_at or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),

@@ -53,11 +53,66 @@ def test_first_row_is_the_strongest_injected_spike(built, sample_lake):
     # one kept night: every spike is new, so the page's order is the score's, all of them shown
     expected = sorted(scores, key=lambda s: (-s[3], s[2], s[1], s[0]))[:report.MAX_SPIKES]
     assert [r[:3] for r in rows] == [tuple(s[:3]) for s in expected]
-    assert html_count(path, '<span class="tag">new</span>') == len(rows)
+    spikes = path.read_text(encoding="utf-8").partition('<section id="spikes">')[2].partition("</section>")[0]
+    assert spikes.count('<span class="tag">new</span>') == len(rows)
 
 
-def html_count(path: Path, needle: str) -> int:
-    return path.read_text(encoding="utf-8").count(needle)
+def incident_cards(dom: str) -> list[dict[str, str]]:
+    """The incident cards in page order: id, status tag, hours, detectors and flows shown."""
+    cards = []
+    for incident, body in re.findall(r'<div class="card incident[^"]*" id="[^"]+" data-incident="([^"]+)">(.*?)</svg>',
+                                     dom, flags=re.S):
+        text = lambda pattern: re.sub(r"<[^>]+>", "", re.search(pattern, body, flags=re.S).group(1)).strip()
+        cards.append({"incident": incident, "tag": text(r'<span class="tag[^"]*">(.*?)</span>'),
+                      "hours": text(r'<span class="hours">(.*?)</span>'),
+                      "detectors": text(r'<td class="detectors">(.*?)</td>'),
+                      "flows": text(r"<th>flows in those hours</th><td[^>]*>(.*?)<small>")})
+    return cards
+
+
+def injected_strength(sample_lake) -> dict[str, float]:
+    """incident_id -> the generator's strength of the injected incident: its magnitude (sigmas
+    above the user's usual in each raised hour; ground_truth.csv)."""
+    strength: dict[str, float] = {}
+    for g in sample_lake.ground_truth:
+        key = f"{g.day} {g.user_name}"
+        strength[key] = max(strength.get(key, 0.0), float(g.magnitude))
+    return strength
+
+
+def test_page_leads_with_tonights_incidents_in_their_sql_order_in_chromium(built, sample_lake):
+    project, run_date, path = built
+    dom = dump_dom(path.resolve().as_uri(), budget_ms=3000)
+    sections = re.findall(r'<section id="([^"]+)"', dom)
+    assert sections == ["incidents", "quality", "pca", "history", "spikes"]
+    cards = incident_cards(dom)
+    # one night: every incident is new; the strongest injected one is among them
+    strength = injected_strength(sample_lake)
+    assert cards and all(c["tag"] == "new" for c in cards)
+    assert max(strength, key=strength.get) in {c["incident"] for c in cards}
+    # the page's order: new first, then still open, by score; as many as the report shows
+    rows = query(f"select incident_id, is_new, score, rank_in_night, hours, detectors from {project.relation('fct_incidents')}")
+    expected = sorted(rows, key=lambda r: (not r[1], -r[2], r[3]))[:report.MAX_INCIDENTS]
+    assert [c["incident"] for c in cards] == [r[0] for r in expected]
+    for card, (incident, _, _, _, hours, detectors) in zip(cards, expected):
+        assert card["detectors"] == ", ".join(detectors)
+        assert card["hours"].split(" ", 1)[1] == ", ".join(f"{h:02d}" for h in hours) + " UTC"
+        day, user = incident.split(" ", 1)
+        (flows,), = query(f"select count(*) from {project.relation('stg_flows')} where user_name = %s"
+                          " and activity_date = %s and hour_of_day = any(%s)", (user, day, list(hours)))
+        assert int(card["flows"].replace(",", "")) == flows, incident
+    shot = screenshot(path.resolve().as_uri(), ARTIFACTS / f"report-{run_date}-top.png", window="1400,1600")
+    assert shot.stat().st_size > 10_000
+
+
+def test_first_incident_is_the_strongest_injected_one_in_chromium(built, sample_lake):
+    _, _, path = built
+    cards = incident_cards(dump_dom(path.resolve().as_uri(), budget_ms=3000))
+    strength = injected_strength(sample_lake)
+    ranked = sorted(strength.values(), reverse=True)
+    assert ranked[0] > ranked[1], "the strongest must be unique"
+    assert cards[0]["incident"] == max(strength, key=strength.get), (
+        [c["incident"] for c in cards], strength)
 
 
 def test_evidence_matches_the_flows_and_the_users_usual(built):
@@ -138,7 +193,7 @@ def test_plots_have_titled_axes_and_readable_ticks_in_chromium(built):
     assert len(svgs) == len(labels) >= 4
     titles = {"flows of": {"hour of day (UTC)", "day", "flows in the hour (log scale)"},
               "scree": {"component", "variance"}, "SPE": {"day", "SPE"},
-              "residual spikes per night": {"night (run date)", "residual spikes"}}
+              "incidents per night": {"night (run date)", "incidents"}}
     seen = set()
     for label, svg in zip(labels, svgs):
         root, ticks, texts = svg_texts(svg)

@@ -215,3 +215,28 @@ def test_previous_night_link_opens_and_no_link_is_broken_in_chromium(nights):
                 assert (page.parent / unquote(file)).resolve().is_file(), (page, href)
     shot = screenshot(second.as_uri(), ARTIFACTS / "report-second-night.png", window="1400,2400")
     assert shot.stat().st_size > 10_000
+
+
+def test_second_night_leads_with_its_new_incidents_then_the_still_open_ones(nights):
+    from test_report import incident_cards
+
+    schema = nights.pipeline.schema
+    runs = dict(query(f'select run_date, run_id from "{schema}".dim_runs'))
+
+    def incidents(day):
+        return {r[0] for r in query(f'select incident_id from "{schema}".fct_incidents_history where run_id = %s',
+                                    (runs[day],))}
+
+    first, second = incidents(FIRST), incidents(SECOND)
+    cards = incident_cards(nights.page(SECOND).read_text(encoding="utf-8"))
+    assert {c["incident"] for c in cards} == second and len(second) <= report.MAX_INCIDENTS
+    assert {c["incident"] for c in cards if c["tag"] == "new"} == second - first
+    assert {c["incident"] for c in cards if c["tag"] == "still open"} == second & first
+    assert second - first and second & first, "the lake injects incidents on both nights"
+    tags = [c["tag"] for c in cards]
+    assert tags == sorted(tags)  # "new" < "still open": new tonight first
+    # the history panel counts both nights the same way
+    html = nights.page(SECOND).read_text(encoding="utf-8")
+    shown = {cells[0]: (int(cells[1]), int(cells[2])) for cells in
+             (_cells(r) for r in re.findall(r'<tr class="night">(.*?)</tr>', html, flags=re.S))}
+    assert shown == {FIRST.isoformat(): (len(first), len(first)), SECOND.isoformat(): (len(second), len(second - first))}

@@ -1,5 +1,6 @@
 {#- One row per published night kept in the history (the latest published run of each run
-    date): its residual spikes, and how many of them the previous kept night did not have. -#}
+    date): its incidents and how many of them it reported first, its residual spikes and how
+    many of them the previous kept night did not have. -#}
 
 with
 
@@ -22,6 +23,15 @@ spikes as (
         activity_date,
         hour_of_day
     from {{ ref('fct_user_spikes_history') }}
+
+),
+
+incidents as (
+
+    select
+        run_id,
+        is_new
+    from {{ ref('fct_incidents_history') }}
 
 ),
 
@@ -60,6 +70,18 @@ counted as (
 
 ),
 
+incident_counts as (
+
+    select
+        nights.run_id,
+        count(incidents.run_id) as incidents,
+        count(incidents.run_id) filter (where incidents.is_new) as new_incidents
+    from nights
+    left join incidents on nights.run_id = incidents.run_id
+    group by nights.run_id
+
+),
+
 final as (
 
     select
@@ -68,10 +90,13 @@ final as (
         nights.published_at,
         nights.previous_run_date,
         nights.previous_run_id,
+        incident_counts.incidents,
+        incident_counts.new_incidents,
         counted.spikes,
         counted.new_spikes
     from nights
     inner join counted on nights.run_id = counted.run_id
+    inner join incident_counts on nights.run_id = incident_counts.run_id
 
 )
 
@@ -81,6 +106,8 @@ select
     published_at,
     previous_run_date,
     previous_run_id,
+    incidents,
+    new_incidents,
     spikes,
     new_spikes
 from final
