@@ -142,7 +142,11 @@ def test_gpfdist_reader_prints_the_script_the_transforms_run_and_config_needs_it
     (day / "part-0.csv").write_text("header\na,b\n")
     lines = subprocess.run(["sh", str(script), "lines", str(day / "part-0.csv")], capture_output=True, text=True)
     assert lines.returncode == 0
-    assert lines.stdout == "2017-03-01\tpart-0.csv\t1\theader\t\\N\n2017-03-01\tpart-0.csv\t2\ta,b\t\\N\n"
+    # dt, file, line number, line, read error, then the reader's line check and ten typed columns:
+    # the header is left to staging's SQL (no check), a two-field line is plainly the wrong shape
+    nulls = "\t\\N" * 10
+    assert lines.stdout == (f"2017-03-01\tpart-0.csv\t1\theader\t\\N\t\\N{nulls}\n"
+                            f"2017-03-01\tpart-0.csv\t2\ta,b\t\\N\twrong_column_count{nulls}\n")
     other = subprocess.run(["sh", str(script), "lines", str(tmp_path / "part-0.csv")], capture_output=True, text=True)
     assert (other.returncode, other.stdout) == (0, "")
     bad = subprocess.run(["sh", str(script), "rows", str(day / "part-0.csv")], capture_output=True, text=True)

@@ -82,11 +82,24 @@ def night(marts: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
     return {name: rows for name, rows in marts.items() if name != "dim_runs"}
 
 
+def incidents(pipeline) -> list[tuple]:
+    """fct_incidents as readers see it, the night that first reported each incident last."""
+    return query(f'select incident_id, hours, round(score::numeric, 4), kind, flows, bytes, first_run_date, is_new '
+                 f'from "{pipeline.schema}".fct_incidents order by incident_id')
+
+
+def without_first_report(marts: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """The marts but fct_incidents, which incidents() compares column by column."""
+    return {name: rows for name, rows in marts.items() if name != "fct_incidents"}
+
+
 def test_a_run_for_another_date_makes_the_next_run_of_this_date_start_again(snap):
     first = nightly(snap, D)
     assert first.returncode == 0, first.stdout + first.stderr
     first_run = assert_one_published_night(snap, D)
     first_marts = snap.marts()
+    first_incidents = incidents(snap)
+    assert first_incidents and all(i[-2:] == (D, True) for i in first_incidents), first_incidents
     assert history_runs(snap) == {first_run}
     assert f"the marts show run {first_run} of {D}" in first.stdout
     # Luigi's log is in a file of the night, not on the terminal; one partial-parse file is kept.
@@ -105,7 +118,17 @@ def test_a_run_for_another_date_makes_the_next_run_of_this_date_start_again(snap
     assert "tasks run: 0;" not in again.stdout, "the tables hold D-1's night, yet D was skipped as complete"
     again_run = assert_one_published_night(snap, D)
     assert again_run not in (first_run, other_run)
-    assert night(snap.marts()) == night(first_marts)
+    # The same night again, except which night first reported an incident: D-1's night, run
+    # since, reported some of D's incidents before this run of D did.
+    rerun_marts, before = snap.marts(), dict(first_marts)
+    assert without_first_report(night(rerun_marts)) == without_first_report(night(before))
+    reported_by_other = {r[0] for r in query(
+        f'select incident_id from "{snap.schema}".fct_incidents_history where run_id = %s', (other_run,))}
+    rerun_incidents = incidents(snap)
+    assert [i[:-2] for i in rerun_incidents] == [i[:-2] for i in first_incidents]
+    for incident_id, *_, first_date, is_new in rerun_incidents:
+        expected = (D - dt.timedelta(days=1), False) if incident_id in reported_by_other else (D, True)
+        assert (first_date, is_new) == expected, incident_id
     # History: the latest run of each night (the first run of D was superseded by the rerun).
     assert published(snap) == [(other_run, D - dt.timedelta(days=1)), (again_run, D)]
     assert history_runs(snap) == {other_run, again_run}
