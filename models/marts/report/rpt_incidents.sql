@@ -28,41 +28,13 @@ incidents as (
         run_date
     from {{ ref('fct_incidents') }}
 
-),
-
-final as (
-
-    select
-        row_number() over (
-            order by is_new desc, score desc, rank_in_night asc
-        ) as report_rank,
-        case when is_new then 'new' else 'still open' end as report_status,
-        incident_id,
-        user_name,
-        activity_date,
-        hours,
-        score,
-        rank_in_night,
-        detectors,
-        kind,
-        flows,
-        usual_flows,
-        bytes,
-        usual_bytes,
-        top_destinations,
-        top_ports,
-        first_run_id,
-        first_run_date,
-        is_new,
-        run_id,
-        run_date
-    from incidents
-
 )
 
 select
-    report_rank,
-    report_status,
+    row_number() over (
+        order by is_new desc, score desc, rank_in_night asc
+    ) as report_rank,
+    case when is_new then 'new' else 'still open' end as report_status,
     incident_id,
     user_name,
     activity_date,
@@ -82,4 +54,4 @@ select
     is_new,
     run_id,
     run_date
-from final
+from incidents
