@@ -256,15 +256,18 @@ class RunLock:
         self.key = lock_key(self.schema)
         self.application_name = f"traffic-anomalies {label} pid={os.getpid()}"
         self.conn: psycopg2.extensions.connection | None = None
+        self.held = False
 
     def acquire(self, wait: bool = False) -> None:
         self.conn = connect(self.application_name)
         with self.conn.cursor() as cur:
             if wait:
                 cur.execute("select pg_advisory_lock(%s, %s)", (LOCK_CLASS, self.key))
+                self.held = True
                 return
             cur.execute("select pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, self.key))
             if cur.fetchone()[0]:
+                self.held = True
                 return
         holder = self.holder()
         self.release()
@@ -294,8 +297,19 @@ class RunLock:
         return f"{name}, since {since:%Y-%m-%d %H:%M:%S %Z}".replace("traffic-anomalies ", "")
 
     def release(self) -> None:
-        if self.conn is not None:
-            self.conn.close()  # ending the session releases the lock
+        if self.conn is None:
+            return
+        try:
+            if self.held and not self.conn.closed:
+                # The server drops a closed session's locks only once its backend has exited,
+                # which can come after close() returns: unlock first, so the next run finds it free.
+                with self.conn.cursor() as cur:
+                    cur.execute("select pg_advisory_unlock(%s, %s)", (LOCK_CLASS, self.key))
+        except psycopg2.Error:
+            pass  # a broken connection: its end releases the lock
+        finally:
+            self.held = False
+            self.conn.close()
             self.conn = None
 
     def __enter__(self) -> RunLock:
