@@ -197,6 +197,46 @@ def test_the_scans_content_features_are_its_flows(mixed):
     assert expected[1] >= 3  # a scan: several ports of one host
 
 
+def test_every_cells_content_features_are_recomputed_from_the_staged_flows(mixed):
+    """All three features of every (hour, day, user) cell with flows, against a plain Python
+    count over stg_flows of the window."""
+    project, _ = mixed
+    flows = query(
+        f"select days.day_index, flows.hour_of_day, users.user_index, host(flows.dst_ip), flows.dst_port, flows.bytes "
+        f"from {project.relation('stg_flows')} as flows "
+        f"join {project.relation('int_pca_days')} as days using (activity_date) "
+        f"join {project.relation('int_pca_users')} as users using (user_name)"
+    )
+    host_days: dict[tuple[int, str], set[int]] = {}
+    for day, _, user, host, _, _ in flows:
+        host_days.setdefault((user, host), set()).add(day)
+    big: dict[tuple, int] = {}
+    ports: dict[tuple, dict[str, set[int]]] = {}
+    new_hosts: dict[tuple, dict[int, set[str]]] = {}
+    for day, hour, user, host, port, size in flows:
+        cell = (hour, day, user)
+        is_new = len(host_days[(user, host)]) == 1
+        big[cell] = big.get(cell, 0) + int(is_new and size > 51200)
+        ports.setdefault(cell, {}).setdefault(host, set()).add(port)
+        if is_new and port not in (80, 443):
+            new_hosts.setdefault(cell, {}).setdefault(port, set()).add(host)
+    expected = {
+        cell: (big[cell], max(len(p) for p in ports[cell].values()) - 1,
+               max((len(h) for h in new_hosts.get(cell, {}).values()), default=0))
+        for cell in big
+    }
+    found = {
+        (hour, day, user): (b, p, n)
+        for hour, day, user, b, p, n in query(
+            f"select hour_of_day, day_index, user_index, big_flows_new_host, ports_one_host, new_hosts_one_port "
+            f"from {project.relation('int_cell_content_features')}"
+        )
+    }
+    assert len(found) == len(expected) > 1000
+    assert found == expected
+    assert any(p >= 3 for _, p, _ in found.values()) and any(b > 0 for b, _, _ in found.values())
+
+
 def test_content_tail_probabilities_are_the_exact_negative_binomial_tails(mixed):
     project, _ = mixed
     scored = query(
