@@ -180,20 +180,39 @@ def _unraisable(unraisable: Any) -> None:
         sys.__unraisablehook__(unraisable)
 
 
+_CAUGHT = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+# What the caller had installed before the run, put back after it (main() may run inside a
+# program with handlers of its own: a test runner, a scheduler embedding it).
+_saved_handlers: dict[int, Any] = {}
+_saved_unraisablehook: Any = None
+
+
 def _catch_signals() -> None:
-    global _main_pid, _pending_signal
+    global _main_pid, _pending_signal, _saved_unraisablehook
     _main_pid, _pending_signal = os.getpid(), None
+    _saved_handlers.update({signum: signal.getsignal(signum) for signum in _CAUGHT})
+    _saved_unraisablehook = sys.unraisablehook
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _on_signal)
     signal.signal(signal.SIGALRM, _on_alarm)
     sys.unraisablehook = _unraisable
 
 
-def _ignore_signals(handler: Any = signal.SIG_IGN) -> None:
-    """While cleaning up after an interrupt (not twice), and after the run (SIG_DFL)."""
+def _ignore_signals() -> None:
+    """While cleaning up after an interrupt: not twice."""
     signal.setitimer(signal.ITIMER_REAL, 0)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
-        signal.signal(signum, handler)
+    for signum in _CAUGHT:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _restore_signals() -> None:
+    """After the run: the handlers and the unraisable hook the caller had before it."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    for signum in _CAUGHT:
+        previous = _saved_handlers.pop(signum, signal.SIG_DFL)
+        signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+    if _saved_unraisablehook is not None:
+        sys.unraisablehook = _saved_unraisablehook
 
 
 def _stop_workers(timeout_s: float = 60.0) -> None:
@@ -270,7 +289,7 @@ def run_dates(dates: Sequence[dt.date], args: argparse.Namespace, label: str) ->
         traceback.print_exc()
         return codes.unhandled_exception or 1
     finally:
-        _ignore_signals(signal.SIG_DFL)
+        _restore_signals()
         lock.release()
         prune_artifacts(tasks.DbtTask.run_root(), keep=getattr(args, "keep_nights", DEFAULT_KEEP_NIGHTS),
                         current={d.isoformat() for d in dates})

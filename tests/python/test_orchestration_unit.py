@@ -472,6 +472,37 @@ def test_nightly_command_exits_already_running_while_locked(schema: str, tmp_pat
     assert "another nightly run is in progress" in capsys.readouterr().err
 
 
+def test_nightly_command_puts_back_the_callers_signal_handlers(schema: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """main() run inside another program (here pytest) leaves that program's handlers as they were."""
+    import signal
+
+    lake = tmp_path / "lake"
+    (lake / "flows" / "dt=2024-01-02").mkdir(parents=True)
+    (lake / "flows" / "dt=2024-01-02" / "part-0000.csv").write_text("start_time,user_name,src_ip,dst_ip,dst_port,protocol,bytes\n")
+
+    def callers_handler(signum: int, frame: Any) -> None:
+        raise AssertionError("not called")
+
+    def failing_run(*args: Any, **kwargs: Any) -> None:  # the run fails once the signals are caught
+        assert signal.getsignal(signal.SIGTERM) is not callers_handler
+        raise RuntimeError("boom inside the run")
+
+    before_int, before_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    previous_term = signal.signal(signal.SIGTERM, callers_handler)
+    try:
+        monkeypatch.setattr(tasks, "nightly_run", failing_run)
+        code = nightly.main(["nightly", "--date", "2024-01-02", "--lake", str(lake), "--local-scheduler"])
+        assert code != 0 and "boom inside the run" in capsys.readouterr().err
+        assert signal.getsignal(signal.SIGTERM) is callers_handler
+        assert signal.getsignal(signal.SIGINT) is before_int
+        assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+        assert sys.unraisablehook is before_hook
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+
+
 # --- the central scheduler ---------------------------------------------------------------------
 
 
