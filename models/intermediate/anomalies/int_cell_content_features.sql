@@ -56,104 +56,84 @@ window_flows as (
 
 ),
 
-host_days as (
-
-    select
-        user_index,
-        dst_host,
-        count(distinct day_index) as contact_days
-    from window_flows
-    group by user_index, dst_host
-
-),
-
 marked as (
 
     select
-        window_flows.hour_of_day,
-        window_flows.day_index,
-        window_flows.user_index,
-        window_flows.dst_host,
-        window_flows.dst_port,
-        window_flows.bytes,
-        -- contacted on this day only: on no other day of the window
-        host_days.contact_days = 1 as is_new_host
+        hour_of_day,
+        day_index,
+        user_index,
+        dst_host,
+        dst_port,
+        bytes,
+        -- contacted on this day only: on no other day of the window (a window, not a join back
+        -- to per-host counts, whose plan on freshly loaded tables without statistics could be a
+        -- nested loop of minutes)
+        min(day_index) over user_host = max(day_index) over user_host as is_new_host
     from window_flows
-    inner join host_days
-        on
-            window_flows.user_index = host_days.user_index
-            and window_flows.dst_host = host_days.dst_host
+    window user_host as (partition by user_index, dst_host)
 
 ),
 
-big_new as (
+-- per host of each cell: its ports, and the big flows if it is new
+per_host as (
 
     select
         hour_of_day,
         day_index,
         user_index,
-        count(*) filter (where is_new_host and bytes > 51200) as big_flows_new_host
+        count(*) filter (where is_new_host and bytes > 51200) as big_flows_new_host,
+        count(distinct dst_port) - 1 as ports_one_host,
+        null::bigint as new_hosts_one_port
     from marked
-    group by hour_of_day, day_index, user_index
+    group by hour_of_day, day_index, user_index, dst_host
 
 ),
 
-host_ports as (
+-- per port other than the web's of each cell: its new hosts
+per_port as (
 
     select
         hour_of_day,
         day_index,
         user_index,
-        max(host_port_count) - 1 as ports_one_host
-    from (
-        select
-            hour_of_day,
-            day_index,
-            user_index,
-            count(distinct dst_port) as host_port_count
-        from marked
-        group by hour_of_day, day_index, user_index, dst_host
-    ) as per_host
-    group by hour_of_day, day_index, user_index
+        null::bigint as big_flows_new_host,
+        null::bigint as ports_one_host,
+        count(distinct dst_host) as new_hosts_one_port
+    from marked
+    where is_new_host and dst_port not in (80, 443)
+    group by hour_of_day, day_index, user_index, dst_port
 
 ),
 
-port_hosts as (
+-- one aggregation over both, with no join: every cell with flows has a host
+parts as (
 
     select
         hour_of_day,
         day_index,
         user_index,
-        max(new_host_count) as new_hosts_one_port
-    from (
-        select
-            hour_of_day,
-            day_index,
-            user_index,
-            count(distinct dst_host) as new_host_count
-        from marked
-        where is_new_host and dst_port not in (80, 443)
-        group by hour_of_day, day_index, user_index, dst_port
-    ) as per_port
-    group by hour_of_day, day_index, user_index
+        big_flows_new_host,
+        ports_one_host,
+        new_hosts_one_port
+    from per_host
+    union all
+    select
+        hour_of_day,
+        day_index,
+        user_index,
+        big_flows_new_host,
+        ports_one_host,
+        new_hosts_one_port
+    from per_port
 
 )
 
 select
-    big_new.hour_of_day,
-    big_new.day_index,
-    big_new.user_index,
-    big_new.big_flows_new_host,
-    host_ports.ports_one_host,
-    coalesce(port_hosts.new_hosts_one_port, 0) as new_hosts_one_port
-from big_new
-inner join host_ports
-    on
-        big_new.hour_of_day = host_ports.hour_of_day
-        and big_new.day_index = host_ports.day_index
-        and big_new.user_index = host_ports.user_index
-left join port_hosts
-    on
-        big_new.hour_of_day = port_hosts.hour_of_day
-        and big_new.day_index = port_hosts.day_index
-        and big_new.user_index = port_hosts.user_index
+    hour_of_day,
+    day_index,
+    user_index,
+    sum(big_flows_new_host)::bigint as big_flows_new_host,
+    max(ports_one_host) as ports_one_host,
+    coalesce(max(new_hosts_one_port), 0) as new_hosts_one_port
+from parts
+group by hour_of_day, day_index, user_index
