@@ -193,8 +193,8 @@ def test_tail_probabilities_are_the_exact_negative_binomial_tails(single_spike):
 
 
 def test_the_spike_passes_the_fitted_threshold_with_at_most_one_false_cell(single_spike):
-    """The stated rate is 0.15 false cells per night: one normal cell beside the spike is
-    within it (a Poisson(0.15) count is 1 one night in eight), two would be 1 % of nights."""
+    """The stated rate is 0.25 false cells per night: one normal cell beside the spike is
+    within it (a Poisson(0.25) count is 1 one night in five), two would be 2.6 % nights."""
     project, truth = single_spike
     flagged = query(
         f"select user_name, activity_date, hour_of_day, spike_surprise, surprise_threshold "
