@@ -83,10 +83,11 @@
 {% endmacro %}
 
 
-{#- Var `day_false_alarms` (default 0.25): the normal (user, day) pairs int_user_day_scores may
-    call anomalous per night; its threshold is fitted to deliver it (tail_fit_threshold). -#}
+{#- Var `day_false_alarms` (default 0.1): the false (user, hour) pairs per night that
+    int_user_day_scores' anomalous normal days may bring (each counts as its excess hours); its
+    threshold is fitted to deliver it (tail_fit_threshold). -#}
 {% macro day_false_alarms() %}
-    {%- set value = var('day_false_alarms', 0.25) -%}
+    {%- set value = var('day_false_alarms', 0.1) -%}
     {%- if value is not number or value is boolean or value <= 0 or value >= 1 -%}
         {{ exceptions.raise_compiler_error("day_false_alarms must be a number in (0, 1), got: " ~ (value | tojson)) }}
     {%- endif -%}
@@ -94,11 +95,11 @@
 {% endmacro %}
 
 
-{#- Var `content_false_alarms` (default 0.25): the normal (hour, day, user) cells the content
+{#- Var `content_false_alarms` (default 0.1): the normal (hour, day, user) cells the content
     features (int_cell_content_scores) may flag per night; its threshold is fitted to deliver
     it (tail_fit_threshold). -#}
 {% macro content_false_alarms() %}
-    {%- set value = var('content_false_alarms', 0.25) -%}
+    {%- set value = var('content_false_alarms', 0.1) -%}
     {%- if value is not number or value is boolean or value <= 0 or value >= 1 -%}
         {{ exceptions.raise_compiler_error("content_false_alarms must be a number in (0, 1), got: " ~ (value | tojson)) }}
     {%- endif -%}

@@ -1,12 +1,14 @@
 {#- The exact upper tail p = P(X ≥ flows) of a negative binomial X with mean `mu` and variance
     mu + phi mu² (phi = 0: Poisson), for each row of `candidates` (a relation or CTE with the
     columns `keys`, flows, mu > 0 and phi ≥ 0; flows a positive integer). Returns a select of
-    `keys` and tail_probability.
+    `keys`, tail_probability and log_tail_probability.
     The pmf follows the recurrence P(k + 1) = P(k) · mu (1 + kφ) / ((k + 1)(1 + φ mu)) from
     P(0) = (1 + φ mu)^(−1/φ) (e^(−mu) when φ = 0), summed in logs over k < flows: p = 1 − Σ P(k).
     Below 1e-9 the difference loses digits, so p is then bounded above by P(flows) / (1 − ρ),
     ρ the larger of the ratio at k = flows and its limit φ mu / (1 + φ mu): the terms beyond
-    decrease at least that fast (and never below e^-700). Cost: one row per unit of flows. -#}
+    decrease at least that fast (and never below e^-700). log_tail_probability is ln p, the
+    bound taken in logs, so that a surprise −ln p does not stop at about 690 where p underflows:
+    tails far beyond any threshold still rank by how far. Cost: one row per unit of flows. -#}
 {% macro negative_binomial_tail(candidates, keys) %}
     {%- set on_keys = [] -%}
     {%- for key in keys -%}{%- do on_keys.append('nb_terms.' ~ key ~ ' = nb_cells.' ~ key) -%}{%- endfor -%}
@@ -20,7 +22,15 @@
                 / ((nb_cells.flows + 1) * (1 + nb_cells.phi * nb_cells.mu)),
                 nb_cells.phi * nb_cells.mu / (1 + nb_cells.phi * nb_cells.mu)
             ))
-        end as tail_probability
+        end as tail_probability,
+        case
+            when 1 - nb_sums.below_flows > 1e-9 then ln(1 - nb_sums.below_flows)
+            else nb_sums.log_pmf_at_flows - ln(1 - greatest(
+                nb_cells.mu * (1 + nb_cells.flows * nb_cells.phi)
+                / ((nb_cells.flows + 1) * (1 + nb_cells.phi * nb_cells.mu)),
+                nb_cells.phi * nb_cells.mu / (1 + nb_cells.phi * nb_cells.mu)
+            ))
+        end as log_tail_probability
     from {{ candidates }} as nb_cells
     inner join (
         select

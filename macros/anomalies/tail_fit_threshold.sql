@@ -7,7 +7,11 @@
     `false_alarms` at t = u + β ln(tail cells / false_alarms).
     If the tail probabilities were exact, the surprise would be exponential with β = 1 and t
     would be Bonferroni's −ln(false_alarms / tested); a model that under-states its tails (plug-in
-    expectations, rhythm shifts) shows β > 1 and the threshold moves up accordingly.
+    expectations, rhythm shifts) shows β > 1 and the threshold moves up accordingly. It never
+    moves below Bonferroni's: the cells that set u and β are the bulk of the tail (one or two
+    flows against a small expectation, a handful of discrete values), which can say that the
+    far tail is heavier than the model's but not that it is lighter; on clean calibration lakes
+    the content features' fit fell below it and let through several times its rate.
     `scores`: a relation or CTE with a column `surprise` (cells absent from it score 0);
     `tested`: a SQL expression of the number of cells tested. Returns a select of one row. -#}
 {% macro tail_fit_threshold(scores, tested, false_alarms, tail_share=0.01) %}
@@ -16,8 +20,12 @@
         fit.tail_cells,
         fit.tail_start,
         fit.tail_scale,
-        fit.tail_start + fit.tail_scale * ln(fit.tail_cells / {{ false_alarms }}::double precision)
-            as surprise_threshold
+        -- never below Bonferroni's: a fit on the bulk of a discrete tail cannot show the model's
+        -- tails to be heavier than the truth's, only lighter (as β is never below 1)
+        greatest(
+            fit.tail_start + fit.tail_scale * ln(fit.tail_cells / {{ false_alarms }}::double precision),
+            ln(fit.tested_cells / {{ false_alarms }}::double precision)
+        ) as surprise_threshold
     from (
         select
             ranked.tested_cells,

@@ -25,6 +25,7 @@ import datetime as dt
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import query
@@ -97,6 +98,40 @@ def test_day_tail_probabilities_are_the_exact_negative_binomial_tails(dormant_wa
             assert p == pytest.approx(expected, rel=1e-7), (flows, mean, dispersion)
 
 
+def test_day_dispersion_adds_the_uncertainty_of_a_mean_read_off_few_flows(dormant_wakeup):
+    """φ of a day = the other days' φ by moments + 1 / (their flows + ½), recomputed here from
+    the hourly counts with numpy; the woken user's day, with (almost) no other flows, tests a
+    φ near 2 and its surprise is −ln of the exact tail summed in logs (not capped near 690)."""
+    project, truth = dormant_wakeup
+    users = dict(query(f"select user_name, user_index from {project.relation('int_pca_users')}"))
+    days = dict(query(f"select activity_date::text, day_index from {project.relation('int_pca_days')}"))
+    cells = query(f"select col_id, row_id, value from {project.relation('int_pca_input')}")
+    totals = np.zeros((max(users.values()) + 1, max(days.values()) + 1))
+    for user, day, flows in cells:
+        totals[user, day] += flows
+    totals = totals[sorted(users.values())][:, sorted(days.values())]
+    scored = query(f"select user_index, day_index, day_flows, day_dispersion, day_surprise "
+                   f"from {project.relation('int_user_day_scores')}")
+    assert len(scored) == totals.size
+    user_pos = {u: k for k, u in enumerate(sorted(users.values()))}
+    day_pos = {d: k for k, d in enumerate(sorted(days.values()))}
+    for user, day, flows, dispersion, _ in scored[::7]:
+        row = totals[user_pos[user]]
+        assert flows == row[day_pos[day]]
+        others = np.delete(row, day_pos[day])
+        mean = others.mean()
+        moments = max(0.0, (others.var() - mean) / mean**2) if mean > 0 else 0.0
+        assert dispersion == pytest.approx(moments + 1 / (others.sum() + 0.5), rel=1e-9), (user, day)
+    woken = truth[0]
+    (flows, mean, dispersion, surprise), = query(
+        f"select day_flows, expected_day_flows, day_dispersion, day_surprise "
+        f"from {project.relation('int_user_day_scores')} where user_index = %s and day_index = %s",
+        (users[woken.user_name], days[woken.day]))
+    exact = -_nb_log_upper_tail(int(flows), mean, dispersion)
+    # beyond 1e-9 the model bounds the tail by a geometric series: within a factor of 50
+    assert exact - math.log(50) <= surprise <= exact + 1e-9, (flows, mean, dispersion, surprise, exact)
+
+
 def test_the_spiking_user_is_ranked_first_in_its_hour(single_spike):
     project, truth = single_spike
     ranking = query(
@@ -129,10 +164,20 @@ def _nb_upper_tail(flows: int, mean: float, dispersion: float) -> float:
     return total
 
 
+def _nb_log_upper_tail(flows: int, mean: float, dispersion: float) -> float:
+    """ln P(X >= flows) for the same law, summed in logs (no underflow however far the tail)."""
+    r = 1 / dispersion
+    logs = [math.lgamma(k + r) - math.lgamma(r) - math.lgamma(k + 1)
+            + r * math.log(r / (r + mean)) + k * math.log(mean / (r + mean))
+            for k in range(flows, flows + 20000)]
+    top = max(logs)
+    return top + math.log(sum(math.exp(v - top) for v in logs))
+
+
 def test_tail_probabilities_are_the_exact_negative_binomial_tails(single_spike):
     project, _ = single_spike
     cells = query(
-        f"select flows, tested_expected_flows, user_dispersion, tail_probability "
+        f"select flows, tested_expected_flows, tested_dispersion, tail_probability "
         f"from {project.relation('int_cell_spike_tails')} where tail_probability < 1 "
         f"order by tail_probability, hour_of_day, day_index, user_index"
     )

@@ -56,9 +56,6 @@ window_flows as (
 
 ),
 
--- No joins below: the planner cannot estimate how many flows a window keeps or how many
--- (cell, host) groups they make, and a nested loop it chose on such a guess re-sorted a
--- whole group-by once per cell (the model ran for minutes instead of seconds).
 marked as (
 
     select
@@ -68,47 +65,66 @@ marked as (
         dst_host,
         dst_port,
         bytes,
-        -- contacted on this day only: on no other day of the window
+        -- contacted on this day only: on no other day of the window (a window, not a join back
+        -- to per-host counts, whose plan on freshly loaded tables without statistics could be a
+        -- nested loop of minutes)
         min(day_index) over user_host = max(day_index) over user_host as is_new_host
     from window_flows
     window user_host as (partition by user_index, dst_host)
 
 ),
 
--- each count from its own grouping, stacked: one row per cell, then per (cell, host) and
--- per (cell, port other than 80/443), each filling its own column
-cell_parts as (
+-- per host of each cell: its ports, and the big flows if it is new
+per_host as (
 
     select
         hour_of_day,
         day_index,
         user_index,
         count(*) filter (where is_new_host and bytes > 51200) as big_flows_new_host,
-        null::bigint as host_port_count,
-        null::bigint as new_host_count
-    from marked
-    group by hour_of_day, day_index, user_index
-    union all
-    select
-        hour_of_day,
-        day_index,
-        user_index,
-        null::bigint as big_flows_new_host,
-        count(distinct dst_port) as host_port_count,
-        null::bigint as new_host_count
+        count(distinct dst_port) - 1 as ports_one_host,
+        null::bigint as new_hosts_one_port
     from marked
     group by hour_of_day, day_index, user_index, dst_host
-    union all
+
+),
+
+-- per port other than the web's of each cell: its new hosts
+per_port as (
+
     select
         hour_of_day,
         day_index,
         user_index,
         null::bigint as big_flows_new_host,
-        null::bigint as host_port_count,
-        count(distinct dst_host) as new_host_count
+        null::bigint as ports_one_host,
+        count(distinct dst_host) as new_hosts_one_port
     from marked
     where is_new_host and dst_port not in (80, 443)
     group by hour_of_day, day_index, user_index, dst_port
+
+),
+
+-- one aggregation over both, with no join: every cell with flows has a host
+parts as (
+
+    select
+        hour_of_day,
+        day_index,
+        user_index,
+        big_flows_new_host,
+        ports_one_host,
+        new_hosts_one_port
+    from per_host
+    union all
+    select
+        hour_of_day,
+        day_index,
+        user_index,
+        big_flows_new_host,
+        ports_one_host,
+        new_hosts_one_port
+    from per_port
 
 )
 
@@ -117,7 +133,7 @@ select
     day_index,
     user_index,
     sum(big_flows_new_host)::bigint as big_flows_new_host,
-    max(host_port_count) - 1 as ports_one_host,
-    coalesce(max(new_host_count), 0) as new_hosts_one_port
-from cell_parts
+    max(ports_one_host) as ports_one_host,
+    coalesce(max(new_hosts_one_port), 0) as new_hosts_one_port
+from parts
 group by hour_of_day, day_index, user_index

@@ -3,7 +3,9 @@
     negative binomial whose mean is the user's mean of that feature over the other
     24 × days − 1 cells (plus half a unit spread over them: a user who never showed the feature
     expects a little, not nothing) and whose dispersion is theirs by moments,
-    φ = max(0, (variance − mean) / mean²). p = P(X ≥ x) exactly (negative_binomial_tail),
+    max(0, (variance − mean) / mean²), plus 1 / (their total + ½), the uncertainty of a mean
+    read off that total (without it, a user's first three big flows to new hosts against a
+    plug-in mean of a hundredth would be a 1e-6 tail). p = P(X ≥ x) exactly (negative_binomial_tail),
     surprise −ln p. A cell's feature is flagged when its surprise exceeds the threshold that lets
     var `content_false_alarms` normal cells through per night, fitted to the night's own
     surprises (tail_fit_threshold) over 3 features × 24 × days × users tested.
@@ -101,7 +103,8 @@ others as (
         / greatest(cells_per_user.user_cells - 1, 1) as other_mean,
         (user_moments.square_sum - values_long.feature_value * values_long.feature_value)::double precision
         / greatest(cells_per_user.user_cells - 1, 1) as other_square_mean,
-        greatest(cells_per_user.user_cells - 1, 1) as other_cells
+        greatest(cells_per_user.user_cells - 1, 1) as other_cells,
+        user_moments.value_sum - values_long.feature_value as other_sum
     from values_long
     inner join user_moments
         on
@@ -126,7 +129,9 @@ expected as (
                     (other_square_mean - other_mean * other_mean - other_mean) / (other_mean * other_mean), 0
                 )
             else 0
-        end as dispersion
+        end
+        -- the mean itself is read off the other cells' total (+ ½): its relative variance
+        + 1 / (other_sum + 0.5) as dispersion
     from others
 
 ),
@@ -165,7 +170,7 @@ scored as (
         coalesce(tails.tail_probability, 1) as tail_probability,
         case
             when tails.tail_probability is null then 0
-            else -ln(greatest(tails.tail_probability, 1e-300))
+            else -tails.log_tail_probability
         end as surprise
     from expected
     left join tails
@@ -200,6 +205,9 @@ select
     scored.dispersion,
     scored.tail_probability,
     scored.surprise,
+    fitted.tail_cells,
+    fitted.tail_start,
+    fitted.tail_scale,
     fitted.surprise_threshold,
     scored.surprise > fitted.surprise_threshold as is_flagged
 from scored

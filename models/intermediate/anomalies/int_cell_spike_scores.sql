@@ -158,7 +158,13 @@ expected as (
         -- half a flow more in each total: what the exact tail (int_cell_spike_tails) tests
         (other_hours_flows + 0.5) * (
             greatest(other_days_flows, earlier_hour_other_days_flows, later_hour_other_days_flows) + 0.5
-        ) / (share_denominator + 0.5) as tested_expected_flows
+        ) / (share_denominator + 0.5) as tested_expected_flows,
+        -- its relative variance as an estimate: the three totals are disjoint counts, each
+        -- roughly Poisson, so their relative variances add (a mean read off a handful of flows
+        -- is uncertain, and the tail test must widen by that much)
+        1 / (other_hours_flows + 0.5)
+        + 1 / (greatest(other_days_flows, earlier_hour_other_days_flows, later_hour_other_days_flows) + 0.5)
+        + 1 / (share_denominator + 0.5) as estimate_dispersion
     from neighbours
 
 ),
@@ -190,6 +196,7 @@ scored as (
         expected.flows,
         expected.expected_flows,
         expected.tested_expected_flows,
+        expected.estimate_dispersion,
         dispersion.user_dispersion,
         (expected.flows - expected.expected_flows)
         / sqrt(greatest(
@@ -209,6 +216,7 @@ select
     flows,
     expected_flows,
     tested_expected_flows,
+    estimate_dispersion,
     user_dispersion,
     spike_score
 from scored

@@ -7,7 +7,9 @@
     E here is int_cell_spike_scores' expectation with half a flow added to each of its three
     totals (the day's other hours, the hour's other days, the other days' other hours): an hour
     the user never used on the other days has a small expectation, not zero, so one flow there
-    is unusual rather than impossible.
+    is unusual rather than impossible. φ here is the user's dispersion plus the relative
+    variance of E as an estimate from those three totals (estimate_dispersion): a plug-in E of
+    a twentieth of a flow, read off a few flows, does not make four flows a 1e-6 tail.
 
     The tail is summed exactly by the macro negative_binomial_tail (one row per flow). Only
     counts above E are summed; the others have p above one half and a surprise of 0 here (they
@@ -28,7 +30,8 @@ scores as (
         expected_flows,
         user_dispersion,
         spike_score,
-        tested_expected_flows
+        tested_expected_flows,
+        user_dispersion + estimate_dispersion as tested_dispersion
     from {{ ref('int_cell_spike_scores') }}
 
 ),
@@ -40,7 +43,7 @@ candidates as (
         day_index,
         user_index,
         flows,
-        user_dispersion as phi,
+        tested_dispersion as phi,
         tested_expected_flows as mu
     from scores
     where flows > tested_expected_flows
@@ -64,12 +67,13 @@ final as (
         scores.spike_score,
         scores.tested_expected_flows,
         scores.user_dispersion,
+        scores.tested_dispersion,
         coalesce(tails.tail_probability, 1) as tail_probability,
-        -- a bound that underflows to 0 is capped at e^-690, beyond any threshold; cells not
-        -- above their expectation score 0 (greatest() would skip a null: the case tests it first)
+        -- ln p from the macro, which does not underflow where p does; cells not above their
+        -- expectation score 0
         case
             when tails.tail_probability is null then 0
-            else -ln(greatest(tails.tail_probability, 1e-300))
+            else -tails.log_tail_probability
         end as spike_surprise
     from scores
     left join tails
@@ -89,6 +93,7 @@ select
     spike_score,
     tested_expected_flows,
     user_dispersion,
+    tested_dispersion,
     tail_probability,
     spike_surprise
 from final

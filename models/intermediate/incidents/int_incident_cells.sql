@@ -1,5 +1,8 @@
 {#- The (hour, day, user) cells that a detector flags, one row per detector and cell, with the
-    detector's surprise −ln p: what fct_incidents groups into incidents.
+    detector's surprise −ln p and its night surprise (macro night_surprise: −ln of the normal
+    findings per night that detector makes at least that surprising, by its own tail fit, so
+    that detectors that test more cells or whose tails the model under-states are not favoured):
+    what fct_incidents groups into incidents and ranks by.
     * `residual_spike`: the cells of int_cell_spike_tails above the night's threshold for var
       `spike_false_alarms` (the same fit as fct_user_spikes_history: macro tail_fit_threshold
       over 24 × days × users cells tested);
@@ -31,7 +34,8 @@ content as (
         hour_of_day,
         day_index,
         user_index,
-        surprise
+        surprise,
+        {{ night_surprise('surprise', 'tail_start', 'tail_scale', 'tail_cells') }} as night_surprise
     from {{ ref('int_cell_content_scores') }}
     where is_flagged
 
@@ -44,7 +48,8 @@ day_scores as (
         day_index,
         day_flows,
         expected_day_flows,
-        day_surprise
+        day_surprise,
+        {{ night_surprise('day_surprise', 'tail_start', 'tail_scale', 'tail_cells') }} as night_surprise
     from {{ ref('int_user_day_scores') }}
     where is_anomalous
 
@@ -95,7 +100,9 @@ spike_cells as (
         tails.hour_of_day,
         tails.day_index,
         tails.user_index,
-        tails.surprise
+        tails.surprise,
+        {{ night_surprise('tails.surprise', 'fitted.tail_start', 'fitted.tail_scale', 'fitted.tail_cells') }}
+            as night_surprise
     from tails
     cross join fitted
     where tails.surprise > fitted.surprise_threshold
@@ -153,7 +160,8 @@ day_cells as (
         cells.hour_of_day,
         cells.day_index,
         cells.user_index,
-        day_scores.day_surprise as surprise
+        day_scores.day_surprise as surprise,
+        day_scores.night_surprise
     from day_scores
     inner join cells
         on
@@ -183,7 +191,8 @@ flagged as (
         hour_of_day,
         day_index,
         user_index,
-        surprise
+        surprise,
+        night_surprise
     from spike_cells
     union all
     select
@@ -191,7 +200,8 @@ flagged as (
         hour_of_day,
         day_index,
         user_index,
-        surprise
+        surprise,
+        night_surprise
     from day_cells
     union all
     select
@@ -199,7 +209,8 @@ flagged as (
         hour_of_day,
         day_index,
         user_index,
-        surprise
+        surprise,
+        night_surprise
     from content
 
 )
@@ -209,5 +220,6 @@ select
     hour_of_day,
     day_index,
     user_index,
-    surprise
+    surprise,
+    night_surprise
 from flagged

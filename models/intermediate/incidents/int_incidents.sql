@@ -1,6 +1,6 @@
 {#- One row per incident: a (user, day) with at least one cell flagged by a detector
-    (int_incident_cells), with its hours, its strongest surprise, the detectors that fired, a
-    kind guess (seed anomaly_kinds) and the evidence an analyst checks first: flows and bytes in
+    (int_incident_cells), with its hours, its strongest night surprise (the score it ranks
+    by), the detectors that fired, a kind guess (seed anomaly_kinds) and the evidence an analyst checks first: flows and bytes in
     those hours against the user's usual for them (the mean of the same hours on the user's
     other days of the window), the top destinations and ports of those hours.
     Kind, first rule that holds: many ports of one host is a port scan; a whole-day anomaly
@@ -19,7 +19,7 @@ flagged as (
         hour_of_day,
         day_index,
         user_index,
-        surprise
+        night_surprise
     from {{ ref('int_incident_cells') }}
 
 ),
@@ -240,7 +240,7 @@ by_detectors as (
     select
         user_index,
         day_index,
-        max(surprise) as score,
+        max(night_surprise) as score,
         array_agg(distinct detector order by detector) as detectors
     from flagged
     group by user_index, day_index
