@@ -32,14 +32,17 @@ demo: install
 	$(TA) demo
 
 # Every test: database up, the pytest suite (dbt build on generated lakes included), lint.
-# Two pytest workers (tests/python/conftest.py keeps a module, and modules sharing a build, on
-# one worker); then, alone, the tests that compare the whole database before and after.
+# Two pytest workers (tests/python/conftest.py keeps a module on one worker, and makes the builds
+# several modules read once per run); then the tests that compare the whole database before and
+# after, with no other test beside them, but beside the lint, which only reads the database (its
+# output is shown after theirs).
 TEST_WORKERS ?= 2
 test: install
 	$(TA) db up
 	eval "$$($(TA) db env)" && $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not whole_database"
-	eval "$$($(TA) db env)" && $(BIN)/pytest -q -m whole_database
-	$(MAKE) --no-print-directory lint
+	log=$$(mktemp) && { $(MAKE) --no-print-directory lint >$$log 2>&1 & lint=$$!; } && \
+	{ eval "$$($(TA) db env)" && $(BIN)/pytest -q -m whole_database; tests=$$?; } ; \
+	wait $$lint; linted=$$?; cat $$log; rm -f $$log; [ $$tests -eq 0 ] && [ $$linted -eq 0 ]
 
 lint: install
 	eval "$$($(TA) db env)" && $(BIN)/sqlfluff lint models tests/generic analyses --processes 2
