@@ -32,10 +32,10 @@ demo: install
 	$(TA) demo
 
 # Every test: database up, the pytest suite (dbt build on generated lakes included), lint.
-# Two pytest workers (tests/python/conftest.py keeps a module on one worker, and makes the builds
-# several modules read once per run); then the tests that compare the whole database before and
-# after, with no other test beside them, but beside the lint, which only reads the database (its
-# output is shown after theirs).
+# Two pytest workers (tests/python/conftest.py keeps a module, and modules sharing a build, on
+# one worker); then the tests that compare the whole database before and after, with no other
+# test beside them, but beside the lint, which only reads the database (its output is shown
+# after theirs).
 TEST_WORKERS ?= 2
 test: install
 	$(TA) db up
