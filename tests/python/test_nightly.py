@@ -255,22 +255,6 @@ def test_failing_hour_fails_alone_and_is_named(pipeline_factory) -> None:
     assert not pipeline.complete(dbt_vars={"pca_components_by_hour": {"7": 0}})
 
 
-def test_backfill_two_days(pipeline_factory) -> None:
-    """Every date of the range, in order: two dates prove it (the first, the last) as well as more."""
-    pipeline = pipeline_factory()
-    start = RUN_DATE - dt.timedelta(days=1)
-    ran = pipeline.run("backfill", "--start", start.isoformat(), "--end", RUN_DATE.isoformat(),
-                       "--workers", "4")
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    # The schema's tables hold the last date's night: that date is complete, the first is not
-    # (its window was rebuilt by the second), and both nights are in the marts' history.
-    assert pipeline.complete(RUN_DATE)
-    assert not pipeline.complete(start)
-    assert sorted(r[0] for r in query(f'select run_date from "{pipeline.schema}".dim_runs')) == [start, RUN_DATE]
-    runs = [line for line in ran.stdout.splitlines() if "== nightly run " in line]
-    assert len(runs) == 2 and start.isoformat() in runs[0] and RUN_DATE.isoformat() in runs[1], runs
-
-
 def test_second_run_while_one_is_running_is_refused(pipeline_factory) -> None:
     pipeline = pipeline_factory()
     with runstate.RunLock("nightly held by the test", schema=pipeline.schema):

@@ -1,7 +1,8 @@
-"""Two nights through a real central scheduler (luigid): Luigi's task history lands in the
-project's database, the report lists how long the night's steps took as the run recorded them,
-and the second night's report marks what is new tonight and what the first night already
-reported, with the previous night's page one working link away (headless Chromium)."""
+"""Two nights through a real central scheduler (luigid), one backfill of two dates: the dates
+run in order, Luigi's task history lands in the project's database, the report lists how long the
+night's steps took as the run recorded them, and the second night's report marks what is new
+tonight and what the first night already reported, with the previous night's page one working
+link away (headless Chromium)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,18 @@ def nights(database, generated_lake, tmp_path_factory) -> Iterator[TwoNights]:
     finally:
         subprocess.run([*cli, "scheduler", "down"], env=env, capture_output=True, text=True)
         pipeline.drop()
+
+
+def test_backfill_runs_each_date_in_order(nights):
+    """Every date of the range, in order: two dates prove it (the first, the last) as well as more."""
+    pipeline, ran = nights.pipeline, nights.ran
+    # The schema's tables hold the last date's night: that date is complete, the first is not
+    # (its window was rebuilt by the second), and both nights are in the marts' history.
+    assert pipeline.complete(SECOND)
+    assert not pipeline.complete(FIRST)
+    assert sorted(r[0] for r in query(f'select run_date from "{pipeline.schema}".dim_runs')) == [FIRST, SECOND]
+    runs = [line for line in ran.stdout.splitlines() if "== nightly run " in line]
+    assert len(runs) == 2 and FIRST.isoformat() in runs[0] and SECOND.isoformat() in runs[1], runs
 
 
 # --- the task history -------------------------------------------------------------------------
