@@ -33,7 +33,8 @@ from traffic_anomalies import tasks  # sets LUIGI_CONFIG_PATH before luigi is im
 from traffic_anomalies import dbt as dbt_runner
 from traffic_anomalies import runstate, validation
 from traffic_anomalies.scheduler import (  # noqa: F401  (nightly.scheduler_* stay importable)
-    SCHEDULER_PORT, luigi_dir, scheduler_answers, scheduler_down, scheduler_status, scheduler_up, scheduler_url,
+    SCHEDULER_PORT, luigi_dir, scheduler_answers, scheduler_down, scheduler_serve, scheduler_status, scheduler_up,
+    scheduler_url,
 )
 
 import luigi  # noqa: E402  (after tasks: see there)
@@ -504,6 +505,8 @@ def _scheduler_command(args: argparse.Namespace) -> int:
             print(scheduler_up(args.port))
         elif args.action == "down":
             print(scheduler_down())
+        elif args.action == "serve":
+            scheduler_serve(args.port, args.address, Path(args.dir) if args.dir else None)  # returns only on error
         else:
             ok, message = scheduler_status(args.port)
             print(message)
@@ -526,9 +529,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_run_options(backfill)
     backfill.set_defaults(func=_backfill_command)
 
-    scheduler = subparsers.add_parser("scheduler", help="the central Luigi scheduler: up | down | status")
-    scheduler.add_argument("action", choices=["up", "down", "status"])
+    scheduler = subparsers.add_parser(
+        "scheduler", help="the central Luigi scheduler: up | down | status, or serve (luigid in the foreground)")
+    scheduler.add_argument("action", choices=["up", "down", "status", "serve"])
     scheduler.add_argument("--port", type=int, default=SCHEDULER_PORT)
+    # serve only: a container's luigid listens on its own interface (published on 127.0.0.1 by compose)
+    scheduler.add_argument("--address", default="127.0.0.1", help="serve: the address luigid listens on")
+    scheduler.add_argument("--dir", help="serve: state, logs and luigid.cfg (default: .local/luigi or TA_LUIGI_DIR)")
     scheduler.set_defaults(func=_scheduler_command)
 
 

@@ -1,4 +1,4 @@
-"""`traffic-anomalies scheduler up | down | status`: the central Luigi scheduler (luigid).
+"""`traffic-anomalies scheduler up | down | status | serve`: the central Luigi scheduler (luigid).
 
 It listens on 127.0.0.1 only and records every task it schedules in the project's database
 (Luigi's task history: tables `tasks`, `task_events`, `task_parameters` in schema
@@ -124,6 +124,21 @@ def scheduler_up(port: int = SCHEDULER_PORT, directory: Path | None = None) -> s
             )
         time.sleep(0.2)
     raise RuntimeError(f"luigid did not answer at {url} within 20 s; see {directory / 'log'}")
+
+
+def scheduler_serve(port: int = SCHEDULER_PORT, address: str = SCHEDULER_HOST,
+                    directory: Path | None = None) -> None:
+    """luigid in the foreground, in place of this process, with the same task history as
+    `scheduler up`: for a container, whose main process it must be (docker/compose.yaml)."""
+    directory = directory or luigi_dir()
+    (directory / "log").mkdir(parents=True, exist_ok=True)
+    config = prepare_task_history(directory)
+    luigid = Path(sys.executable).parent / "luigid"
+    program = str(luigid) if luigid.exists() else "luigid"
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(config), "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
+    sys.stdout.flush()
+    os.execvpe(program, [program, "--address", address, "--port", str(port),
+                         "--logdir", str(directory / "log"), "--state-path", str(directory / "state.pickle")], env)
 
 
 def scheduler_down(directory: Path | None = None) -> str:

@@ -42,13 +42,15 @@ def test_services(compose):
     services = compose["services"]
     assert {"db", "scheduler", "docs", "nightly"} <= set(services)
     assert services["db"]["image"].startswith("postgres:15")
-    assert "luigid" in services["scheduler"]["command"]
+    # luigid through the CLI, which turns its task history on in the project's database
     command = services["scheduler"]["command"]
+    assert command[:3] == ["traffic-anomalies", "scheduler", "serve"]
     assert command[command.index("--address") + 1] == "0.0.0.0"
+    assert command[command.index("--dir") + 1] in {v["target"] for v in volumes(services["scheduler"])}
     assert services["docs"]["command"][:2] == ["traffic-anomalies", "docs"]
     assert services["nightly"]["entrypoint"][:2] == ["traffic-anomalies", "nightly"]
     assert services["nightly"].get("restart") == "no", "the nightly container is one-shot"
-    for name in ("docs", "nightly"):
+    for name in ("scheduler", "docs", "nightly"):
         env = services[name]["environment"]
         assert env["PGHOST"] == "db" and env["TA_SCHEMA"]
         assert "db" in services[name]["depends_on"]

@@ -569,6 +569,31 @@ def test_scheduler_up_status_down_and_web_page(tmp_path: Path, monkeypatch: pyte
     assert (tmp_path / "luigi" / "state.pickle").exists()  # saved on shutdown
 
 
+def test_scheduler_serve_runs_luigid_in_the_foreground_with_its_task_history(tmp_path: Path, schema: str) -> None:
+    """`scheduler serve` (the compose file's scheduler) is luigid itself, in place of the command,
+    recording tasks in the project's database like `scheduler up`, and stops on SIGTERM."""
+    port = _free_port()
+    url = nightly.scheduler_url(port)
+    served = subprocess.Popen([sys.executable, "-m", "traffic_anomalies.cli", "scheduler", "serve",
+                               "--port", str(port), "--dir", str(tmp_path / "luigi")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not nightly.scheduler_answers(url) and time.monotonic() < deadline and served.poll() is None:
+            time.sleep(0.2)
+        assert nightly.scheduler_answers(url), served.communicate(timeout=5)[0] if served.poll() is not None else ""
+        assert b"luigid" in Path(f"/proc/{served.pid}/cmdline").read_bytes()  # exec'd: the same process
+        TinyTask.done = False
+        task = TinyTask(name=f"served-{uuid.uuid4().hex[:6]}")
+        assert luigi.build([task], scheduler_url=url, local_scheduler=False)
+        assert conftest.query("select count(*) from ta_task_history.tasks where task_id = %s", (task.task_id,)) == [(1,)]
+    finally:
+        served.terminate()
+        served.wait(timeout=20)
+    assert not nightly.scheduler_answers(url)
+    assert (tmp_path / "luigi" / "state.pickle").exists()  # saved on SIGTERM
+
+
 # --- failure e-mail ----------------------------------------------------------------------------
 
 
