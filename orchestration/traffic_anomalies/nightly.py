@@ -109,7 +109,7 @@ def build_date(task: tasks.NightlyRun, workers: int, scheduler: dict[str, Any]) 
 
 
 def step_label(task: Any) -> str:
-    """A step as the summary names it: PcaHour_07, BuildMarts (the date is in the heading)."""
+    """A step as the summary names it: PcaHours, BuildMarts (the date is in the heading)."""
     if isinstance(task, tasks.DbtTask):
         return task.run_label()
     return getattr(task, "task_family", str(task))

@@ -130,10 +130,10 @@ def check_one_run(cur, schema: str) -> None:
 
 
 # The night's steps as the nightly command recorded them when each finished (runstate.py): one
-# row per step, the 24 PCA hours as one row (they run in parallel: first start to last finish).
+# row per step (a step of several tasks would show first start to last finish).
 STEP_DURATIONS = """
     select
-        case when task_family = 'PcaHour' then 'PcaHour_00 … PcaHour_23' else step end as step,
+        step,
         count(*) as tasks,
         min(finished_at - make_interval(secs => elapsed_s)) at time zone 'UTC' as started_at,
         max(finished_at) at time zone 'UTC' as finished_at,

@@ -1,7 +1,7 @@
 """The nightly run as a Luigi DAG: each task is one dbt invocation over one run date.
 
-    StageLake → LoadSeeds → BuildStaging → BuildPcaInput → PcaHour ×24 → BuildMarts
-                                                             → GenerateDocs, BuildReport → NightlyRun
+    StageLake → LoadSeeds → BuildStaging → BuildPcaInput → PcaHours → BuildMarts
+                                                               → GenerateDocs, BuildReport → NightlyRun
 
 Completion is a Target in the database (`runstate.StepTarget`, returned by output()): one row
 per step of a target schema, since the steps' tables are the schema's, whatever date built
@@ -13,8 +13,9 @@ and whatever was rebuilt upstream is rebuilt downstream too.
 
 Task ids carry the database, the target schema, the lake and the project directory: runs of two
 schemas or two checkouts on one central scheduler never share task state, and the scheduler's
-pages say what each run is. Each hour of the PCA is a task family of its own (PcaHour_07), so
-the scheduler's graph names them. A running dbt task shows its command and log path as its
+pages say what each run is. The 24 hours of the PCA are one step, one dbt invocation that runs
+them in parallel on dbt's threads: a step per hour cost a dbt start-up (graph, relation cache,
+on-run-start) each, more than the PCA itself on a small lake. A running dbt task shows its command and log path as its
 status message (the log as its tracking URL), then what it did.
 """
 
@@ -54,13 +55,12 @@ from traffic_anomalies.dbt import parse_project as parse_dbt_project  # noqa: E4
 
 logger = logging.getLogger("traffic_anomalies.nightly")
 
-HOURS = range(24)
 REPORT_MODULE = "traffic_anomalies.report"
 
 
 @dataclass(frozen=True)
 class Step:
-    """One dbt invocation. `{hour:02d}` in the selector is filled in for the per-hour steps."""
+    """One dbt invocation."""
 
     command: tuple[str, ...]
     selector: str | None = None  # a selector of selectors.yml: the step's whole selection
@@ -76,11 +76,13 @@ STEPS: dict[str, Step] = {
     "LoadSeeds": Step(("seed",), selector="nightly_seeds"),
     "BuildStaging": Step(("build",), selector="nightly_staging"),
     "BuildPcaInput": Step(("build",), selector="nightly_pca_input"),
-    "PcaHour": Step(("build",), selector="nightly_pca_hour_{hour:02d}"),
+    # The 24 independent hours on dbt's threads (TA_THREADS): a failing hour fails alone,
+    # named, and the others still finish.
+    "PcaHours": Step(("build",), selector="nightly_pca_hours"),
     # The 24 hours' outputs stacked, the anomaly models, the marts' history tables, then
     # dim_runs (publishing the run) and the marts' views.
     "BuildMarts": Step(("build",), selector="nightly_marts"),
-    "GenerateDocs": Step(("docs", "generate"), require_nodes=False, shared_target=True),
+    "GenerateDocs": Step(("docs", "generate"), selector="nightly_docs", require_nodes=False, shared_target=True),
 }
 
 
@@ -173,7 +175,7 @@ class NightlyTask(luigi.Task):
         # Only now, with dbt's work committed, is the task done.
         target.write(
             task_id=self.task_id,
-            task_family=getattr(self, "step_name", self.task_family),  # PcaHour for each hour's class
+            task_family=self.task_family,
             run_date=self.date,
             run_id=self.run_id,
             elapsed_s=time.monotonic() - started,
@@ -240,9 +242,6 @@ class DbtTask(NightlyTask):
     def run_label(self) -> str:
         return self.task_family
 
-    def formats(self) -> dict[str, Any]:
-        return {}
-
     def status(self, message: str) -> None:
         """What the scheduler's page shows for the task (set only while a worker runs it)."""
         if self.set_status_message:
@@ -255,7 +254,7 @@ class DbtTask(NightlyTask):
             macro_args = {"lake_root": self.vars()["lake_root"], **step.macro_args}
         command = step.command
         if step.selector:
-            command = (*command, "--selector", step.selector.format(**self.formats()))
+            command = (*command, "--selector", step.selector)
         log = self.target_path() / "dbt.out"
         logger.info("%s: dbt %s started", self.run_label(), " ".join(command))
         self.status(f"dbt {' '.join(command)} running; log {log}")
@@ -321,38 +320,18 @@ class BuildPcaInput(DbtTask):
         return self.clone(BuildStaging)
 
 
-class PcaHour(DbtTask):
-    """The PCA of one hour of the day; each hour is a class of its own (PCA_HOURS), so the
-    scheduler's graph shows 24 named nodes instead of 24 overlapping "PcaHour"."""
-
-    step_name = "PcaHour"
-    hour: int = luigi.IntParameter()
-
-    def state_key(self) -> str:
-        return self.run_label()
+class PcaHours(DbtTask):
+    step_name = "PcaHours"
 
     def requires(self) -> luigi.Task:
         return self.clone(BuildPcaInput)
-
-    def run_label(self) -> str:
-        return f"PcaHour_{self.hour:02d}"
-
-    def formats(self) -> dict[str, Any]:
-        return {"hour": self.hour}
-
-
-# PcaHour_00 … PcaHour_23: module attributes, so Luigi finds each family by its name.
-PCA_HOURS: dict[int, type[PcaHour]] = {}
-for _hour in HOURS:
-    PCA_HOURS[_hour] = globals()[f"PcaHour_{_hour:02d}"] = type(
-        f"PcaHour_{_hour:02d}", (PcaHour,), {"__module__": __name__, "__doc__": f"The PCA of hour {_hour:02d}."})
 
 
 class BuildMarts(DbtTask):
     step_name = "BuildMarts"
 
-    def requires(self) -> list[luigi.Task]:
-        return [self.clone(PCA_HOURS[hour], hour=hour) for hour in HOURS]
+    def requires(self) -> luigi.Task:
+        return self.clone(PcaHours)
 
 
 class GenerateDocs(DbtTask):

@@ -85,7 +85,7 @@ def step_profile(schema: str, run_date: dt.date) -> list[dict]:
         "where target_schema = %s and run_date = %s order by finished_at", (schema, run_date))
     steps = []
     for task_id, family, elapsed, finished, details in rows:
-        step = {"task": task_id, "family": family,  # the step: BuildMarts, PcaHour_07…
+        step = {"task": task_id, "family": family,  # the step: BuildMarts, PcaHours…
                 "wall_s": round(elapsed or 0.0, 3),
                 "started": (finished - dt.timedelta(seconds=elapsed or 0.0)).isoformat(),
                 "finished": finished.isoformat()}
@@ -114,8 +114,8 @@ def summarise_steps(steps: list[dict], wall: float) -> dict:
         fam["count"] += 1
         for key in ("wall_s", "dbt_elapsed_s", "node_time_s", "startup_s"):
             fam[key] = round(fam[key] + s.get(key, 0.0), 3)
-    # span of the PCA hours (they run in parallel): first start to last finish
-    pca = [s for s in steps if s["family"] == "PcaHour"]
+    # span of the PCA hours step: first start to last finish
+    pca = [s for s in steps if s["family"] == "PcaHours"]
     span = None
     if pca:
         span = (max(dt.datetime.fromisoformat(s["finished"]) for s in pca)
@@ -274,9 +274,9 @@ def pca_step(opts: Options, full: dict, reference: dict) -> dict:
     except Exception as exc:  # another engineer's module, being optimised: report, do not fail
         return {"error": f"{type(exc).__name__}: {exc}"}
     elapsed = time.perf_counter() - started
-    pca_nodes = sum(n["time_s"] for s in full["steps"] if s["family"] == "PcaHour" for n in s.get("nodes", [])
+    pca_nodes = sum(n["time_s"] for s in full["steps"] if s["family"] == "PcaHours" for n in s.get("nodes", [])
                     if n["id"].startswith("model."))
-    pca_tests = sum(n["time_s"] for s in full["steps"] if s["family"] == "PcaHour" for n in s.get("nodes", [])
+    pca_tests = sum(n["time_s"] for s in full["steps"] if s["family"] == "PcaHours" for n in s.get("nodes", [])
                     if n["id"].startswith("test."))
     return {
         "bench_pca": {"params": kwargs | {"out_path": str(kwargs.get("out_path"))}, "wall_s": round(elapsed, 2),

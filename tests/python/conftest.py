@@ -282,20 +282,7 @@ def nightly_reference(database, generated_lake, tmp_path_factory):
         pipeline.drop()
 
 
-# --- tests that must run in a clean process ----------------------------------------------------
-#
-# A test marked `clean_process` runs in a fresh pytest process of its own (one for all of them,
-# started when the first one comes up), and its outcome there is its outcome here. For tests that
-# fork dbt: run_dbt refuses to fork from a process holding native threads (dbt's Rust static
-# parser starts a pool; a fork inheriting its lock can hang), and once any module has run dbt in
-# this process it holds them, so here such a test could only skip.
-
-CLEAN_PROCESS_ENV = "TA_TEST_IN_CLEAN_PROCESS"
-_clean_outcomes: dict[str, tuple[str, str]] = {}
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "clean_process: run in a fresh pytest process (see conftest)")
     config.addinivalue_line("markers", "whole_database: compares the whole database before and after, so "
                             "nothing else may write to it meanwhile (`make test` runs these after the parallel part)")
 
@@ -340,46 +327,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             group[root(module)] = root(users[0])
     for item in items:
         item.add_marker(pytest.mark.xdist_group(root(item.path.stem)))
-
-
-def in_clean_process() -> bool:
-    return os.environ.get(CLEAN_PROCESS_ENV) == "1"
-
-
-def _run_clean_process_tests(session: pytest.Session) -> None:
-    import xml.etree.ElementTree as ET
-
-    items = [item for item in session.items if item.get_closest_marker("clean_process")]
-    report = Path(tempfile.mkdtemp(prefix="ta-clean-")) / "junit.xml"
-    try:
-        ran = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", str(report),
-             *[item.nodeid for item in items]],
-            cwd=session.config.rootpath, env={**os.environ, CLEAN_PROCESS_ENV: "1"},
-            capture_output=True, text=True, timeout=600)
-        cases = {}
-        if report.exists():
-            for case in ET.parse(report).getroot().iter("testcase"):
-                module = case.get("classname", "").rsplit(".", 1)[-1]
-                problem = next((e for e in case if e.tag in ("failure", "error", "skipped")), None)
-                outcome = "passed" if problem is None else problem.tag
-                text = "" if outcome == "passed" else (problem.get("message", "") + "\n" + (problem.text or ""))
-                cases[(module, case.get("name"))] = (outcome, text)
-        for item in items:
-            key = (item.path.stem, item.name)
-            _clean_outcomes[item.nodeid] = cases.get(key, (
-                "missing", f"no result in the clean process (exit {ran.returncode}):\n{ran.stdout[-4000:]}\n{ran.stderr[-2000:]}"))
-    finally:
-        shutil.rmtree(report.parent, ignore_errors=True)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function):
-    if pyfuncitem.get_closest_marker("clean_process") is None or in_clean_process():
-        return None
-    if pyfuncitem.nodeid not in _clean_outcomes:
-        _run_clean_process_tests(pyfuncitem.session)
-    outcome, text = _clean_outcomes[pyfuncitem.nodeid]
-    if outcome != "passed":
-        pytest.fail(f"in a clean process: {outcome}\n{text}", pytrace=False)
-    return True

@@ -31,7 +31,7 @@ from test_nightly import LAKE_DAYS, LAKE_SEED, LAKE_USERS, RUN_DATE, Pipeline
 STAGES = [
     ("staging", "BuildStaging", "base_lake__flow_lines_shard_"),
     ("hourly counts", "BuildStaging", "int_hourly_counts"),
-    ("PCA", "PcaHour_*", "int_pca_hour_"),
+    ("PCA", "PcaHours", "int_pca_hour_"),
     ("marts", "BuildMarts", "fct_user_outliers"),
 ]
 

@@ -29,7 +29,7 @@ RUN_DATE = dt.date(2017, 1, 10)  # the lake's last day
 LAKE_DAYS = 10
 LAKE_USERS = 30
 LAKE_SEED = 11
-HOUR_FAMILY = "PcaHour"
+HOURS_STEP = "PcaHours"  # the 24 PCA hours: one step, one dbt invocation on dbt's threads
 # Columns that legitimately differ between two runs of the same data.
 VOLATILE_TYPES = ("timestamp with time zone", "timestamp without time zone", "ARRAY")
 VOLATILE_NAME_PARTS = ("time", "_ms", "built_at", "loaded_at", "run_id", "published_at", "invocation_id")
@@ -77,8 +77,10 @@ class Pipeline:
         """The schema's finished steps whose tables were last built for `date`, by step."""
         return {k: m for k, m in runstate.markers(self.schema).items() if m.run_date == date}
 
-    def hour_markers(self, date: dt.date = RUN_DATE) -> dict[str, dt.datetime]:
-        return {m.step: m.finished_at for m in self.markers(date).values() if m.task_family == HOUR_FAMILY}
+    def hour_tables(self) -> set[str]:
+        """The per-hour PCA tables (int_pca_hour_HH) the schema holds now."""
+        return {r[0] for r in query("select table_name from information_schema.tables where table_schema = %s "
+                                    "and table_name ~ '^int_pca_hour_[0-9]{2}$'", (self.schema,))}
 
     def complete(self, date: dt.date = RUN_DATE, **params: Any) -> bool:
         previous = os.environ.get("TA_SCHEMA")
@@ -141,19 +143,18 @@ def full_run(nightly_reference) -> tuple[Pipeline, subprocess.CompletedProcess]:
 
 def test_steps_select_every_model_exactly_once(database: dict[str, str], tmp_path: Path) -> None:
     """The selectors the steps of tasks.py name (selectors.yml), against the models as they are
-    now: every model built by exactly one step, each hour's selector one model."""
-    common = ["ls", "--resource-type", "model", "--output", "name", "--quiet",
+    now: every model built by exactly one step, and no step runs the unit tests."""
+    common = ["ls", "--output", "name", "--quiet",
               "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
               "--target-path", str(tmp_path / "ls")]
     # models/checks holds no pipeline model (dbt_project_evaluator's exceptions, for a check)
-    listings: dict[str, list[str]] = {"everything": ["--exclude", "path:models/checks"]}
+    listings: dict[str, list[str]] = {"everything": ["--resource-type", "model", "--exclude", "path:models/checks"]}
     for name, step in tasks.STEPS.items():
         if step.command != ("build",):
             continue
         assert step.selector, name
-        hours = range(24) if "{hour" in step.selector else [None]
-        for hour in hours:
-            listings[f"{name} {hour}"] = ["--selector", step.selector.format(hour=hour)]
+        listings[name] = ["--selector", step.selector, "--resource-type", "model"]
+        listings[f"{name} unit tests"] = ["--selector", step.selector, "--resource-type", "unit_test"]
     # Every listing by dbt's own selection, in one process (one import and one parse of dbt).
     script = (
         "import json, sys\n"
@@ -173,10 +174,10 @@ def test_steps_select_every_model_exactly_once(database: dict[str, str], tmp_pat
     listed = {key: set(names) for key, names in json.loads(line.removeprefix("LISTINGS ")).items()}
     everything = listed.pop("everything")
     assert len(everything) > 24 and "stg_flows" in everything, everything
-    chosen: dict[str, set[str]] = listed
-    for key, names in chosen.items():
-        if key.startswith("PcaHour "):
-            assert names == {f"int_pca_hour_{int(key.split()[1]):02d}"}, (key, names)
+    unit_tests = {key: names for key, names in listed.items() if key.endswith(" unit tests")}
+    assert not any(unit_tests.values()), unit_tests  # they belong to make test (test_unit_tests)
+    chosen = {key: names for key, names in listed.items() if key not in unit_tests}
+    assert chosen["PcaHours"] == {f"int_pca_hour_{hour:02d}" for hour in range(24)}
     assert all(chosen.values()), {k for k, v in chosen.items() if not v}
     union = set().union(*chosen.values())
     assert everything - union == set(), "models no nightly step builds"
@@ -188,8 +189,7 @@ def test_nightly_builds_everything(full_run) -> None:
     assert ran.returncode == 0, ran.stdout + ran.stderr
     markers = pipeline.markers()
     families = sorted(m.task_family for m in markers.values())
-    assert families.count(HOUR_FAMILY) == 24
-    for family in ("StageLake", "LoadSeeds", "BuildStaging", "BuildPcaInput", "BuildMarts", "GenerateDocs"):
+    for family in ("StageLake", "LoadSeeds", "BuildStaging", "BuildPcaInput", HOURS_STEP, "BuildMarts", "GenerateDocs"):
         assert family in families
     assert pipeline.complete()
     assert "tasks run: " in ran.stdout and "failed: 0" in ran.stdout
@@ -209,7 +209,7 @@ def test_second_run_same_date_does_nothing(full_run) -> None:
     assert {k: m.finished_at for k, m in pipeline.markers().items()} == before
 
 
-def test_kill_during_pca_then_rerun_finishes_only_missing_hours(full_run, pipeline_factory) -> None:
+def test_kill_during_pca_then_rerun_redoes_the_pca_step_and_what_follows_only(full_run, pipeline_factory) -> None:
     reference, ran = full_run
     assert ran.returncode == 0
     pipeline = pipeline_factory()
@@ -217,7 +217,7 @@ def test_kill_during_pca_then_rerun_finishes_only_missing_hours(full_run, pipeli
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and process.poll() is None:
-            if len(pipeline.hour_markers()) >= 3:
+            if len(pipeline.hour_tables()) >= 3:
                 break
             time.sleep(0.2)
         assert process.poll() is None, "the run ended before the test could kill it:\n" + pipeline.log()
@@ -226,17 +226,16 @@ def test_kill_during_pca_then_rerun_finishes_only_missing_hours(full_run, pipeli
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    survivors = pipeline.hour_markers()
-    assert 3 <= len(survivors) < 24
-    assert "BuildMarts" not in {m.task_family for m in pipeline.markers().values()}
+    before = {m.step: m.finished_at for m in pipeline.markers().values()}
+    assert set(before) == {"StageLake", "LoadSeeds", "BuildStaging", "BuildPcaInput"}, before
 
     rerun = pipeline.run("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    after = pipeline.hour_markers()
-    assert len(after) == 24
-    assert {k: after[k] for k in survivors} == survivors, "finished hours were redone"
+    after = {m.step: m.finished_at for m in pipeline.markers().values()}
+    assert {step: after[step] for step in before} == before, "finished steps were redone"
+    assert pipeline.hour_tables() == {f"int_pca_hour_{hour:02d}" for hour in range(24)}
     downstream = 3 + tasks.report_available()  # marts, docs, the wrapper (and the report)
-    assert f"tasks run: {24 - len(survivors) + downstream};" in rerun.stdout
+    assert f"tasks run: {1 + downstream};" in rerun.stdout
     assert pipeline.marts() == reference.marts()
 
 
@@ -245,10 +244,13 @@ def test_failing_hour_fails_alone_and_is_named(pipeline_factory) -> None:
     ran = pipeline.run("nightly", "--date", RUN_DATE.isoformat(), "--workers", "4",
                        "--var", 'pca_components_by_hour={"7": 0}')
     assert ran.returncode == 30, ran.stdout + ran.stderr
-    hours = {m.step for m in pipeline.markers().values() if m.task_family == HOUR_FAMILY}
-    assert len(hours) == 23 and "PcaHour_07" not in hours
-    assert ran.stdout.count("FAILED PcaHour_07") == 1 and "FAILED" not in ran.stderr  # once, in the summary
-    assert "log: " in ran.stdout.split("FAILED PcaHour_07")[1]
+    # The other 23 hours are built (dbt goes on with the nodes that do not depend on the failure).
+    assert pipeline.hour_tables() == {f"int_pca_hour_{hour:02d}" for hour in range(24) if hour != 7}
+    assert HOURS_STEP not in {m.task_family for m in pipeline.markers().values()}
+    assert ran.stdout.count("FAILED PcaHours") == 1 and "FAILED" not in ran.stderr  # once, in the summary
+    failure = ran.stdout.split("FAILED PcaHours")[1]
+    assert "model int_pca_hour_07 [error]" in failure and "log: " in failure
+    assert "int_pca_hour_06" not in failure.split("not run (upstream failed):")[0]
     assert "report: " not in ran.stdout and "docs: " not in ran.stdout  # no results of a failed run
     assert "pca_components for hour 7" in ran.stdout  # dbt's own message
     assert "BuildMarts" in ran.stdout.split("not run (upstream failed):")[1]

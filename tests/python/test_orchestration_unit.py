@@ -312,7 +312,7 @@ def test_task_ids_name_the_database_schema_and_project(schema: str, monkeypatch:
     monkeypatch.setenv("TA_SCHEMA", schema + "_other")
     elsewhere = tasks.nightly_run(day)
     assert here.task_id != elsewhere.task_id
-    assert here.clone(tasks.PcaHour, hour=7).task_id != elsewhere.clone(tasks.PcaHour, hour=7).task_id
+    assert here.clone(tasks.PcaHours).task_id != elsewhere.clone(tasks.PcaHours).task_id
     monkeypatch.setenv("TA_SCHEMA", schema)
     database = os.environ.get("PGDATABASE", "")
     os.environ["PGDATABASE"] = "another_database"
@@ -323,19 +323,24 @@ def test_task_ids_name_the_database_schema_and_project(schema: str, monkeypatch:
     assert here.clone(tasks.BuildMarts).to_str_params()["project"] == str(PROJECT_DIR)
 
 
-def test_task_parameters_name_the_lake_and_each_hour_is_a_family_of_its_own(schema: str) -> None:
+def test_task_parameters_name_the_lake_and_every_step_carries_them(schema: str) -> None:
     day = dt.date(2024, 1, 2)
     run = tasks.nightly_run(day, lake_root="/srv/lake_a")
     assert run.to_str_params()["lake_root"] == "/srv/lake_a"
     assert tasks.nightly_run(day, lake_root="/srv/lake_b").task_id != run.task_id
     assert tasks.nightly_run(day).to_str_params()["lake_root"] == tasks.default_lake_root()
-    hours = run.clone(tasks.BuildMarts).requires()
-    assert [h.task_family for h in hours] == [f"PcaHour_{h:02d}" for h in range(24)]
-    assert all(isinstance(h, tasks.PcaHour) and h.run_label() == h.task_family for h in hours)
-    assert {h.to_str_params()["schema"] for h in hours} == {schema}
-    assert hours[7].to_str_params()["lake_root"] == "/srv/lake_a"
-    # The completion row keeps the step's name: one family "PcaHour", 24 rows.
-    assert hours[7].state_key() == "PcaHour_07" and hours[7].step_name == "PcaHour"
+    # The chain of steps, each a family named for its step, each with the run's parameters.
+    chain, step = [], run.clone(tasks.GenerateDocs)
+    while step is not None:
+        chain.append(step)
+        step = step.requires() if not isinstance(step, tasks.StageLake) else None
+    assert [s.task_family for s in reversed(chain)] == [
+        "StageLake", "LoadSeeds", "BuildStaging", "BuildPcaInput", "PcaHours", "BuildMarts", "GenerateDocs"]
+    assert all(s.state_key() == s.run_label() == s.step_name == s.task_family for s in chain)
+    assert {s.to_str_params()["schema"] for s in chain} == {schema}
+    assert {s.to_str_params()["lake_root"] for s in chain} == {"/srv/lake_a"}
+    # The 24 hours are one step, one dbt invocation: its selector holds them all.
+    assert tasks.STEPS["PcaHours"].selector == "nightly_pca_hours"
 
 
 def test_dbt_tasks_show_their_command_log_and_outcome_on_the_scheduler(tiny_project: Path, schema: str,
