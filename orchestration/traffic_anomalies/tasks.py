@@ -15,8 +15,8 @@ Task ids carry the database, the target schema, the lake and the project directo
 schemas or two checkouts on one central scheduler never share task state, and the scheduler's
 pages say what each run is. The 24 hours of the PCA are one step, one dbt invocation that runs
 them in parallel on dbt's threads: a step per hour cost a dbt start-up (graph, relation cache,
-on-run-start) each, more than the PCA itself on a small lake. A running dbt task shows its command and log path as its
-status message (the log as its tracking URL), then what it did.
+on-run-start) each, more than the PCA itself on a small lake. A running dbt task shows its
+command and log path as its status message (the log as its tracking URL), then what it did.
 """
 
 from __future__ import annotations
